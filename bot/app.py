@@ -1,0 +1,201 @@
+"""The core every transport drives: inbox, per-chat ordering, one transaction per update.
+
+An update's life: `receive` stores it in the inbox (before Telegram is told it arrived),
+`submit` queues it behind earlier updates of the same chat, the transport runs it through its
+framework's dispatcher, which hands it back to `process`: one transaction that claims the
+inbox row, runs the handler and writes its replies to the outbox. The outbox dispatcher sends
+them after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.clock import utcnow
+from bot.core_models import InboxUpdate
+from bot.db import make_engine, make_sessionmaker
+from bot.i18n import Texts
+from bot.notify import language_of
+from bot.outbox.dispatcher import OutboxDispatcher
+from bot.outbox.ratelimit import Limits, RateLimiter
+from bot.outbox.service import enqueue
+from bot.people.service import mark_gone, seen, seen_group
+from bot.settings import Settings
+from bot.sql import insert_ignore
+from bot.transport.base import Messenger, Outgoing
+from bot.updates import chat_of, to_incoming
+
+log = logging.getLogger("gridbot")
+
+Feed = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Core:
+    def __init__(self, settings: Settings, *, engine: AsyncEngine | None = None, messenger: Messenger | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.database_url)
+        self.sessionmaker = make_sessionmaker(self.engine)
+        self.clock = clock
+        self.messenger = messenger
+        self.bot_id: int | None = None
+        self.bot_username: str | None = None
+        self.feed: Feed = self.process  # a transport replaces this with its framework's dispatch
+        self.dispatcher: OutboxDispatcher | None = None
+        self._chains: dict[int, asyncio.Task] = {}
+        self._slots = asyncio.Semaphore(settings.max_concurrent_chats)
+        self._router = None
+        self._matcher = None
+        self.processed = 0
+
+    # --- services loaded once -----------------------------------------------------------
+
+    @property
+    def router(self):
+        return self._router
+
+    async def reload_router(self) -> None:
+        from bot.areas.service import build_router
+
+        async with self.sessionmaker() as s:
+            self._router = await build_router(session=s)
+
+    @property
+    def matcher(self):
+        if self._matcher is None:
+            from knowledge.index import Matcher
+
+            self._matcher = Matcher.from_path(self.settings.kb_path)
+        return self._matcher
+
+    def reload_matcher(self) -> int:
+        from knowledge.index import Matcher
+
+        self._matcher = Matcher.from_path(self.settings.kb_path)
+        return len(self._matcher.entries)
+
+    def attach(self, messenger: Messenger, *, limits: Limits | None = None) -> OutboxDispatcher:
+        self.messenger = messenger
+        self.dispatcher = OutboxDispatcher(self.sessionmaker, messenger, limiter=RateLimiter(limits),
+                                           workers=self.settings.outbox_workers, clock=self.clock, on_gone=mark_gone)
+        return self.dispatcher
+
+    # --- the inbox --------------------------------------------------------------------------
+
+    async def receive(self, updates: list[dict[str, Any]]) -> None:
+        """Store updates durably. Only after this returns may they be confirmed to Telegram."""
+        if not updates:
+            return
+        now = self.clock()
+        rows = [dict(update_id=int(u["update_id"]), chat_id=chat_of(u), payload=u, received_at=now, attempts=0)
+                for u in updates]
+        async with self.sessionmaker() as s, s.begin():
+            await s.execute(insert_ignore(s, InboxUpdate), rows)
+
+    async def recover(self) -> int:
+        """Queue what was stored but never handled (the process died with it in hand)."""
+        async with self.sessionmaker() as s:
+            rows = (await s.execute(select(InboxUpdate.payload).where(InboxUpdate.handled_at.is_(None))
+                                    .order_by(InboxUpdate.update_id))).scalars().all()
+        for payload in rows:
+            self.submit(payload)
+        return len(rows)
+
+    # --- ordering -----------------------------------------------------------------------------
+
+    def submit(self, update: dict[str, Any]) -> asyncio.Task:
+        """Handle after every earlier update of the same chat; other chats run concurrently."""
+        chat = chat_of(update) or 0
+        prev = self._chains.get(chat)
+        task = asyncio.create_task(self._after(prev, update))
+        self._chains[chat] = task
+
+        def _forget(t: asyncio.Task, chat: int = chat) -> None:
+            if self._chains.get(chat) is t:
+                del self._chains[chat]
+
+        task.add_done_callback(_forget)
+        return task
+
+    async def _after(self, prev: asyncio.Task | None, update: dict[str, Any]) -> None:
+        if prev is not None:
+            await asyncio.wait([prev])
+        async with self._slots:
+            try:
+                await self.feed(update)
+            except Exception:
+                log.exception("update %s failed in the transport", update.get("update_id"))
+
+    async def drain(self) -> None:
+        """Wait for every update in hand (SIGTERM, tests)."""
+        while self._chains:
+            await asyncio.wait(list(self._chains.values()))
+
+    # --- one update, one transaction ------------------------------------------------------------
+
+    async def process(self, update: dict[str, Any]) -> None:
+        from handlers import dispatch
+
+        ev = to_incoming(update, bot_id=self.bot_id, bot_username=self.bot_username)
+        now = self.clock()
+        ctx = None
+        try:
+            async with self.sessionmaker() as s, s.begin():
+                claimed = await s.execute(update_(update["update_id"], now))
+                if claimed.rowcount == 0:
+                    return  # handled before (a redelivery, or another replica)
+                if ev is None:
+                    return
+                from bot.context import Ctx
+
+                person = await seen(session=s, user=ev.user, now=now, private=ev.is_private)
+                if not ev.is_private:
+                    await seen_group(session=s, chat=ev.chat, now=now,
+                                     active=not (ev.kind == "member" and ev.unsupported == "left"))
+                ctx = Ctx(ev=ev, session=s, now=now, core=self, person=person, t=Texts(language_of(person)))
+                await dispatch(ctx)
+        except Exception as e:
+            log.exception("update %s failed", update.get("update_id"))
+            await self._failed(update, ev, e, now)
+        else:
+            self.processed += 1
+            if ctx is not None and ev is not None and ev.callback_id and self.messenger is not None:
+                await self._answer_callback(ev.callback_id, ctx.toast, ctx.toast_alert)
+        if self.dispatcher is not None:
+            self.dispatcher.kick()
+
+    async def _failed(self, update: dict[str, Any], ev, error: Exception, now: datetime) -> None:
+        """A handler crashed: the update is marked handled (a poison update must not block the
+        chat forever), the error kept, and the user told politely."""
+        async with self.sessionmaker() as s, s.begin():
+            await s.execute(update_(update["update_id"], now, error=f"{type(error).__name__}: {error}"[:2000]))
+            if ev is not None and ev.user.id:
+                from bot.people.models import Person
+
+                t = Texts(language_of(await s.get(Person, ev.user.id)))
+                await enqueue(session=s, msg=Outgoing(chat_id=ev.chat.id, text=t("core.error")), kind="error", now=now)
+        if ev is not None and ev.callback_id and self.messenger is not None:
+            await self._answer_callback(ev.callback_id, None, False)
+
+    async def _answer_callback(self, callback_id: str, text: str | None, alert: bool) -> None:
+        try:
+            await self.messenger.answer_callback(callback_id, text, alert)
+        except Exception as e:  # the spinner stops by itself; nothing to keep
+            log.info("answerCallbackQuery failed: %s", e)
+
+
+def update_(update_id: int, now: datetime, error: str | None = None):
+    q = update(InboxUpdate).where(InboxUpdate.update_id == int(update_id))
+    if error is None:
+        q = q.where(InboxUpdate.handled_at.is_(None))
+    values: dict[str, Any] = dict(handled_at=now, attempts=InboxUpdate.attempts + 1)
+    if error is not None:
+        values["error"] = error
+    return q.values(**values)

@@ -1,0 +1,213 @@
+"""The `gridbot` command line. Commands that need no Telegram never import a bot framework."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="gridbot: grid management on Telegram")
+db_app = typer.Typer(no_args_is_help=True, help="database")
+grid_app = typer.Typer(no_args_is_help=True, help="the area tree")
+faq_app = typer.Typer(no_args_is_help=True, help="the knowledge base")
+jobs_app = typer.Typer(no_args_is_help=True, help="scheduled jobs")
+export_app = typer.Typer(no_args_is_help=True, help="exports")
+app.add_typer(db_app, name="db")
+app.add_typer(grid_app, name="grid")
+app.add_typer(faq_app, name="faq")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(export_app, name="export")
+
+
+def _settings(**overrides):
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(**overrides)
+    except SettingsError as e:
+        typer.echo(f"gridbot: {e}", err=True)
+        raise typer.Exit(2)
+
+
+def _fail(msg: str, code: int = 2):
+    typer.echo(f"gridbot: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(webhook: bool = typer.Option(False, "--webhook", help="receive updates by webhook instead of polling")) -> None:
+    """Run the bot with its scheduler (long polling unless --webhook)."""
+    settings = _settings()
+    if not settings.bot_token:
+        _fail("GRIDBOT_BOT_TOKEN is not set (for a local try without Telegram use `gridbot demo`)")
+    if webhook and not settings.webhook_url:
+        _fail("--webhook needs GRIDBOT_WEBHOOK_URL (the public https address Telegram should call)")
+    from bot.runner import run as run_bot
+
+    run_bot(settings, webhook=webhook)
+
+
+@app.command()
+def demo(
+    db: Path = typer.Option(Path("demo-data/gridbot-demo.db"), help="SQLite file for the demo"),
+    script: Optional[Path] = typer.Option(None, help="read the demo input from this file instead of the terminal"),
+    fresh: bool = typer.Option(False, help="start from an empty demo database"),
+) -> None:
+    """A local chat with no Telegram: act as resident, captain, supervisor or admin."""
+    from bot.demo import run_demo
+
+    if fresh and db.exists():
+        db.unlink()
+    source = script.open(encoding="utf-8") if script else sys.stdin
+    raise typer.Exit(asyncio.run(run_demo(db, source, interactive=script is None and sys.stdin.isatty())))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations."""
+    settings = _settings()
+
+    async def go() -> str | None:
+        from bot.db import current_revision, ensure_sqlite_dir, make_engine, upgrade
+
+        ensure_sqlite_dir(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    rev = asyncio.run(go())
+    typer.echo(f"database at revision {rev}")
+
+
+@grid_app.command("import")
+def grid_import(file: Path) -> None:
+    """Load the area tree from a YAML or GeoJSON file (updates in place; keeps cases)."""
+    from bot.areas.grid_file import GridFileError, load_grid
+
+    settings = _settings()
+    try:
+        load_grid(file)
+    except GridFileError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot read {file}: {e.strerror}")
+
+    async def go():
+        from bot.db import ensure_sqlite_dir, make_engine, upgrade
+        from bot.runner import import_grid_file
+
+        ensure_sqlite_dir(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            return await import_grid_file(settings, engine, file)
+        finally:
+            await engine.dispose()
+
+    r = asyncio.run(go())
+    typer.echo(f"imported {file}: {r.areas_added} areas added, {r.areas_updated} updated, "
+               f"{r.areas_retired} retired, {r.categories} categories")
+
+
+@grid_app.command("show")
+def grid_show() -> None:
+    """Print the area tree with captains and supervisors."""
+    settings = _settings()
+
+    async def go():
+        from bot.areas.service import load_spec
+        from bot.db import make_engine, make_sessionmaker, upgrade
+        from bot.people.models import Person
+        from sqlalchemy import select
+
+        engine = make_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            async with make_sessionmaker(engine)() as s:
+                spec = await load_spec(session=s)
+                names = dict((await s.execute(select(Person.id, Person.name))).all())
+            return spec, names
+        finally:
+            await engine.dispose()
+
+    spec, names = asyncio.run(go())
+    if not spec.areas:
+        typer.echo("the grid is empty: gridbot grid import FILE")
+        return
+    for a in spec.areas:
+        who = []
+        if a.supervisor:
+            who.append(f"supervisor {names.get(a.supervisor) or a.supervisor} ({a.supervisor})")
+        if a.captain:
+            who.append(f"captain {names.get(a.captain) or a.captain} ({a.captain})")
+        typer.echo(f"{'  ' * a.level}{a.id}  {a.name}" + (f"  — {', '.join(who)}" if who else ""))
+    typer.echo(f"{len(spec.areas)} areas, {len(spec.categories)} categories")
+
+
+@grid_app.command("route")
+def grid_route(
+    address: Optional[str] = typer.Option(None, "--address"),
+    lat: Optional[float] = typer.Option(None, "--lat"),
+    lon: Optional[float] = typer.Option(None, "--lon"),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="grid file (default: GRIDBOT_GRID_FILE or the sample)"),
+    as_json: bool = typer.Option(True, "--json/--no-json", help="print JSON (the only format)"),
+) -> None:
+    """Which area and assignee a place goes to: {"area_id", "assignee", "score"}."""
+    from bot.areas.routing import route_cli_main
+
+    if (lat is None) != (lon is None):
+        _fail("--lat and --lon go together")
+    if grid is None:
+        grid = _settings().grid_path
+    raise typer.Exit(route_cli_main(address, lat, lon, str(grid), sys.stdin, sys.stdout))
+
+
+@faq_app.command("match")
+def faq_match(
+    queries: Optional[list[str]] = typer.Argument(None),
+    kb: Optional[Path] = typer.Option(None, "--kb", help="a knowledge file or folder"),
+    as_json: bool = typer.Option(True, "--json/--no-json", help="print JSON lines (the only format)"),
+) -> None:
+    """Match questions against the knowledge base; one JSON object per query."""
+    from knowledge.cli import faq_match_main
+
+    if kb is None:
+        kb = _settings().kb_path
+    raise typer.Exit(faq_match_main(str(kb), list(queries or []), sys.stdin, sys.stdout))
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """The scheduled jobs and when each runs next."""
+    from scheduler.registry import describe_jobs
+
+    settings = _settings()
+    for line in describe_jobs(settings):
+        typer.echo(line)
+
+
+@jobs_app.command("run")
+def jobs_run(name: str) -> None:
+    """Run one job now (it still takes its lease and sends nothing twice)."""
+    from scheduler.registry import JOBS, run_job_now
+
+    if name not in JOBS:
+        _fail(f"no job {name!r}; jobs: {', '.join(JOBS)}")
+    settings = _settings()
+    result = asyncio.run(run_job_now(settings, name))
+    typer.echo(json.dumps(result, ensure_ascii=False))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

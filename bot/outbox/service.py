@@ -1,0 +1,63 @@
+"""Writing to the outbox. Never sends anything: the dispatcher does, after commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.outbox.models import OutboxMessage, SentRef
+from bot.sql import insert_ignore
+from bot.transport.base import Outgoing
+
+
+async def enqueue(
+    *,
+    session: AsyncSession,
+    msg: Outgoing,
+    kind: str,
+    now: datetime,
+    dedupe_key: str | None = None,
+    broadcast_id: int | None = None,
+    remember_as: str | None = None,
+) -> bool:
+    """Add one message; with a dedupe_key a second enqueue of the same key does nothing.
+
+    Returns False when the key was already there (the message was, or will be, sent once).
+    """
+    values = dict(
+        dedupe_key=dedupe_key,
+        kind=kind,
+        chat_id=msg.chat_id,
+        payload=msg.to_json(),
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        broadcast_id=broadcast_id,
+        remember_as=remember_as,
+    )
+    if dedupe_key is None:
+        session.add(OutboxMessage(**values))
+        return True
+    result = await session.execute(insert_ignore(session, OutboxMessage).values(**values))
+    return result.rowcount == 1
+
+
+async def enqueue_many(*, session: AsyncSession, rows: list[dict]) -> int:
+    """Bulk insert of prepared rows (broadcast fan-out); ignores existing dedupe keys."""
+    if not rows:
+        return 0
+    result = await session.execute(insert_ignore(session, OutboxMessage), rows)
+    return result.rowcount or 0
+
+
+async def sent_ref(*, session: AsyncSession, name: str) -> SentRef | None:
+    return await session.get(SentRef, name)
+
+
+async def pending_count(*, session: AsyncSession) -> int:
+    from sqlalchemy import func
+
+    return (await session.execute(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status.in_(("pending", "in_flight"))))).scalar_one()

@@ -1,0 +1,203 @@
+"""Starting and stopping the bot: database, grid, transport, outbox, scheduler, polling or webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from bot.app import Core
+from bot.db import ensure_sqlite_dir, make_engine, upgrade
+from bot.settings import Settings
+
+log = logging.getLogger("gridbot")
+
+
+async def prepare_database(settings: Settings, engine=None):
+    """Migrate, and load the grid file into an empty grid. Returns the engine."""
+    ensure_sqlite_dir(settings.database_url)
+    engine = engine or make_engine(settings.database_url)
+    await upgrade(engine)
+    from bot.areas.service import area_count
+
+    from bot.db import make_sessionmaker
+
+    sm = make_sessionmaker(engine)
+    async with sm() as s:
+        empty = await area_count(session=s) == 0
+    if empty:
+        await import_grid_file(settings, engine, settings.grid_path)
+    return engine
+
+
+async def import_grid_file(settings: Settings, engine, path) -> Any:
+    from bot.areas.grid_file import load_grid
+    from bot.areas.service import import_grid
+    from bot.clock import utcnow
+    from bot.db import make_sessionmaker
+
+    spec = load_grid(path)
+    async with make_sessionmaker(engine)() as s, s.begin():
+        return await import_grid(session=s, spec=spec, now=utcnow())
+
+
+def make_transport(settings: Settings):
+    if settings.framework == "ptb":
+        from bot.transport.ptb import PtbTransport
+
+        return PtbTransport(settings.bot_token, settings.telegram_api_base)
+    from bot.transport.aiogram import AiogramTransport
+
+    return AiogramTransport(settings.bot_token, settings.telegram_api_base)
+
+
+def command_menu() -> dict[str, list[tuple[str, str]]]:
+    from bot.i18n import Texts
+    from handlers.common import bot_commands
+
+    return {"": bot_commands(Texts("zh"), "resident"), "en": bot_commands(Texts("en"), "resident")}
+
+
+class BotRunner:
+    """One bot process. `await runner.run()` until `runner.stop()` (or SIGTERM/SIGINT)."""
+
+    def __init__(self, settings: Settings, *, webhook: bool = False, poll_timeout: int = 25,
+                 with_scheduler: bool = True, engine=None) -> None:
+        self.settings = settings
+        self.webhook = webhook
+        self.poll_timeout = poll_timeout
+        self.with_scheduler = with_scheduler
+        self.engine = engine
+        self.core: Core | None = None
+        self.transport = None
+        self.scheduler = None
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        settings = self.settings
+        engine = await prepare_database(settings, self.engine)
+        core = self.core = Core(settings, engine=engine)
+        await core.reload_router()
+        transport = self.transport = make_transport(settings)
+        transport.bind(core.process)
+        core.feed = transport.feed
+        core.attach(transport)
+        try:
+            core.bot_id, core.bot_username = await transport.start()
+            try:
+                await transport.set_commands(command_menu())
+            except Exception as e:  # the menu is a convenience: never a reason not to start
+                log.warning("setMyCommands failed: %s", e)
+            core.dispatcher.start()
+            if self.with_scheduler:
+                from scheduler.registry import start_scheduler
+
+                self.scheduler = start_scheduler(core)
+            recovered = await core.recover()
+            if recovered:
+                log.info("handling %d updates recorded before the last stop", recovered)
+            self._install_signals()
+            self.ready.set()
+            if self.webhook:
+                await self._serve_webhook()
+            else:
+                await self._poll()
+        finally:
+            await self._shutdown()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
+                pass
+
+    async def _poll(self) -> None:
+        core, transport = self.core, self.transport
+        offset: int | None = None
+        delay = 1.0
+        while not self._stop.is_set():
+            poll = asyncio.create_task(transport.get_updates(offset, self.poll_timeout))
+            stop = asyncio.create_task(self._stop.wait())
+            done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if poll not in done:
+                # stopping: an unfinished getUpdates confirmed nothing, Telegram will resend
+                poll.cancel()
+                await asyncio.gather(poll, return_exceptions=True)
+                break
+            stop.cancel()
+            try:
+                updates = poll.result()
+            except Exception as e:
+                log.warning("getUpdates failed: %s; retrying in %.0fs", e, delay)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                delay = min(delay * 2, 30)
+                continue
+            delay = 1.0
+            if not updates:
+                continue
+            # stored first; only the next getUpdates (with the new offset) confirms them
+            await core.receive(updates)
+            offset = max(int(u["update_id"]) for u in updates) + 1
+            for u in updates:
+                core.submit(u)
+
+    async def _serve_webhook(self) -> None:
+        from aiohttp import web
+
+        core, settings = self.core, self.settings
+
+        async def handle(request: web.Request) -> web.Response:
+            if settings.webhook_secret and request.headers.get("X-Telegram-Bot-Api-Secret-Token") != settings.webhook_secret:
+                return web.Response(status=403, text="forbidden")
+            try:
+                update = await request.json()
+                int(update["update_id"])
+            except Exception:
+                return web.Response(status=400, text="bad update")
+            # stored before the 200: an answered update is never lost
+            await core.receive([update])
+            core.submit(update)
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post(settings.webhook_path, handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+        await site.start()
+        if settings.webhook_url:
+            await self.transport.set_webhook(settings.webhook_url.rstrip("/") + settings.webhook_path,
+                                             settings.webhook_secret)
+        try:
+            await self._stop.wait()
+        finally:
+            # the webhook stays set: during a rolling restart the other replicas keep receiving
+            await runner.cleanup()
+
+    async def _shutdown(self) -> None:
+        core = self.core
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if core is not None:
+            await core.drain()
+            if core.dispatcher is not None:
+                await core.dispatcher.stop(drain_seconds=5.0)
+        if self.transport is not None:
+            await self.transport.close()
+        if core is not None:
+            await core.engine.dispose()
+
+
+def run(settings: Settings, *, webhook: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(BotRunner(settings, webhook=webhook).run())

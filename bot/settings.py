@@ -1,0 +1,128 @@
+"""Settings from GRIDBOT_* environment variables and a .env file (SPEC.md, "External contracts")."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_GRID = PACKAGE_DIR / "areas" / "sample_grid.yaml"
+DEFAULT_KB_DIR = PACKAGE_DIR.parent / "knowledge" / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: str = ""
+    telegram_api_base: str = "https://api.telegram.org"
+    database_url: str = "sqlite+aiosqlite:///gridbot.db"
+    framework: str = "aiogram"
+    admin_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    grid_file: Path | None = None
+    knowledge_dir: Path | None = None
+    timezone: str = "Asia/Shanghai"
+    digest_time: str = "08:30"
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = 8080
+    webhook_path: str = "/telegram/webhook"
+    # concurrency: at most this many chats handled at once by one process
+    max_concurrent_chats: int = Field(default=32, ge=1, le=1024)
+    outbox_workers: int = Field(default=8, ge=1, le=256)
+    broadcast_rate: float = Field(default=25.0, gt=0, le=30)
+    auto_close_days: int = Field(default=7, ge=1, le=90)
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, v):
+        if v is None or v == "":
+            return ()
+        if isinstance(v, (list, tuple)):
+            return tuple(int(x) for x in v)
+        if isinstance(v, int):
+            return (v,)
+        parts = [p for p in re.split(r"[,\s]+", str(v)) if p]
+        for p in parts:
+            if not re.fullmatch(r"-?\d+", p):
+                raise ValueError(f"not a Telegram user id: {p!r}")
+        return tuple(int(p) for p in parts)
+
+    @field_validator("framework")
+    @classmethod
+    def _framework(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in ("aiogram", "ptb"):
+            raise ValueError("must be 'aiogram' or 'ptb'")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @field_validator("digest_time")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v.strip())
+        if not m or int(m[1]) > 23 or int(m[2]) > 59:
+            raise ValueError("must be HH:MM, e.g. 08:30")
+        return f"{int(m[1]):02d}:{m[2]}"
+
+    @field_validator("telegram_api_base")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if not re.match(r"https?://", v):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def digest_at(self) -> time:
+        h, m = self.digest_time.split(":")
+        return time(int(h), int(m))
+
+    @property
+    def grid_path(self) -> Path:
+        return self.grid_file or SAMPLE_GRID
+
+    @property
+    def kb_path(self) -> Path:
+        return self.knowledge_dir or DEFAULT_KB_DIR
+
+
+class SettingsError(Exception):
+    pass
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings, or SettingsError with one line naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        parts = []
+        for err in e.errors():
+            name = "GRIDBOT_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{name}: {msg}")
+        raise SettingsError("invalid settings: " + "; ".join(parts)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

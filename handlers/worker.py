@@ -1,0 +1,319 @@
+"""The grid worker's side: task buttons (Accept / Resolve / Transfer / Message), /tasks."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.areas.models import Area, Category
+from bot.cases import flows, service
+from bot.cases.models import Case, CasePhoto
+from bot.cases.transitions import MOVES, IllegalMove, NotAllowed, TransitionError, may
+from bot.i18n import escape
+from bot.transport.base import Button
+from handlers.registry import callback, command, flow
+from handlers.resident import resident_action
+
+MAX_NOTE = 1000
+RESIDENT_ACTIONS = {"ok", "no", "rate", "wd"}
+
+
+async def _actor(ctx, case: Case):
+    return await service.actor_for(session=ctx.session, case=case, user_id=ctx.ev.user.id,
+                                   is_admin=(await ctx.roles()).admin)
+
+
+@callback("c")
+async def on_case_button(ctx, rest: str) -> None:
+    parts = rest.split(":")
+    action = parts[0]
+    case_id = parts[1] if len(parts) > 1 else ""
+    arg = ":".join(parts[2:])
+    case = await ctx.session.get(Case, int(case_id)) if case_id.isdigit() else None
+    if case is None:
+        ctx.answer(ctx.t("core.stale_button"), alert=True)
+        return
+    if action in RESIDENT_ACTIONS:
+        await resident_action(ctx, case, action, arg)
+        return
+    handler = {"acc": _accept, "res": _start_resolve, "tr": _start_transfer, "tra": _transfer_to_area,
+               "trs": _transfer_up, "msg": _start_message}.get(action)
+    if handler is None:
+        ctx.answer(ctx.t("core.stale_button"), alert=True)
+        return
+    actor = await _actor(ctx, case)
+    wanted = {"acc": "accept", "res": "resolve", "tr": "transfer", "tra": "transfer", "trs": "transfer",
+              "msg": "note"}[action]
+    # the server decides who may act, whatever the button says: a forged or stale press changes nothing
+    if not may(case, wanted, actor):
+        ctx.answer(ctx.t(NotAllowed.reason), alert=True)
+        return
+    if (case.status, wanted) not in MOVES:
+        ctx.answer(ctx.t(IllegalMove.reason), alert=True)
+        return
+    await handler(ctx, case, actor, arg)
+
+
+async def _accept(ctx, case: Case, actor, _arg: str) -> None:
+    await service.move(session=ctx.session, case=case, action="accept", actor=actor, now=ctx.now)
+    ctx.answer(ctx.t("cases.accepted_toast"))
+    await ctx.edit(await flows.task_text(ctx.session, ctx.t, case, ctx.settings.tz, "accepted"),
+                   flows.task_buttons(ctx.t, case))
+    await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key="cases.accepted_notice",
+                               kind="case_accepted")
+
+
+# --- resolve: note, then an optional photo -------------------------------------------------------
+
+
+async def _start_resolve(ctx, case: Case, actor, _arg: str) -> None:
+    ctx.answer()
+    await ctx.set_state("resolve", "note", {"case": case.id})
+    await ctx.reply(ctx.t("work.ask_resolution_note", ref=case.ref), [[Button(ctx.t("btn.cancel"), "w:x")]],
+                    chat_id=ctx.ev.user.id)
+
+
+@flow("resolve")
+async def on_resolve_message(ctx) -> None:
+    data = dict(ctx.state.data)
+    ev = ctx.ev
+    if ctx.state.step == "note":
+        text = ev.text.strip()
+        if ev.photos:
+            data["photo"] = ev.photos[0]
+        if not text:
+            await ctx.set_state("resolve", "note", data)
+            await ctx.say("work.ask_resolution_note", [[Button(ctx.t("btn.cancel"), "w:x")]], ref=f"#{data['case']}")
+            return
+        if len(text) > MAX_NOTE:
+            await ctx.say("report.too_long", limit=MAX_NOTE, n=len(text))
+            return
+        data["note"] = text
+        if data.get("photo"):
+            await _finish_resolve(ctx, data)
+            return
+        await ctx.set_state("resolve", "photo", data)
+        await ctx.say("work.ask_resolution_photo", [[Button(ctx.t("btn.no_photo"), "w:nophoto")],
+                                                    [Button(ctx.t("btn.cancel"), "w:x")]])
+        return
+    if ctx.state.step == "photo":
+        if ev.photos:
+            data["photo"] = ev.photos[0]
+            await _finish_resolve(ctx, data)
+            return
+        await ctx.say("work.ask_resolution_photo", [[Button(ctx.t("btn.no_photo"), "w:nophoto")],
+                                                    [Button(ctx.t("btn.cancel"), "w:x")]])
+
+
+async def _finish_resolve(ctx, data: dict) -> None:
+    case = await ctx.session.get(Case, int(data["case"]))
+    await ctx.clear_state()
+    if case is None:
+        await ctx.say("core.stale_button")
+        return
+    try:
+        await service.move(session=ctx.session, case=case, action="resolve", actor=await _actor(ctx, case),
+                           now=ctx.now, note=data["note"])
+    except TransitionError as e:  # someone else changed it meanwhile
+        await ctx.say(e.reason)
+        return
+    if data.get("photo"):
+        case.resolution_photo = data["photo"]
+        ctx.session.add(CasePhoto(case_id=case.id, file_id=data["photo"], kind="resolution"))
+    case.next_check_at = ctx.now + _auto_close_after(ctx)
+    await ctx.say("work.resolved_done", ref=case.ref)
+    await flows.after_resolve(session=ctx.session, now=ctx.now, case=case)
+
+
+def _auto_close_after(ctx):
+    from datetime import timedelta
+
+    return timedelta(days=ctx.settings.auto_close_days)
+
+
+@callback("w")
+async def on_work_button(ctx, rest: str) -> None:
+    await ctx.load_state()
+    st = ctx.state
+    if rest == "x":
+        ctx.answer()
+        if st is not None:
+            await ctx.clear_state()
+        await ctx.say("core.cancelled")
+        return
+    if rest == "nophoto" and st is not None and st.flow == "resolve" and st.step == "photo":
+        ctx.answer()
+        await _finish_resolve(ctx, dict(st.data))
+        return
+    ctx.answer(ctx.t("core.stale_button"), alert=True)
+
+
+# --- transfer: to another area, or up to the supervisor, with a reason -----------------------------
+
+
+async def _start_transfer(ctx, case: Case, actor, arg: str) -> None:
+    ctx.answer()
+    parent = arg or None
+    q = select(Area).where(Area.retired.is_(False))
+    q = q.where(Area.parent_id == parent) if parent else q.where(Area.parent_id.is_(None))
+    kids = list((await ctx.session.execute(q.order_by(Area.sort_order, Area.id))).scalars())
+    rows = []
+    for a in kids:
+        has_kids = (await ctx.session.execute(select(Area.id).where(Area.parent_id == a.id).limit(1))).first()
+        data = f"c:tr:{case.id}:{a.id}" if has_kids else f"c:tra:{case.id}:{a.id}"
+        rows.append([Button(a.name + (" ›" if has_kids else ""), data)])
+    if parent:
+        rows.append([Button(ctx.t("btn.pick_here", name=(await ctx.session.get(Area, parent)).name),
+                            f"c:tra:{case.id}:{parent}")])
+    rows.append([Button(ctx.t("btn.to_supervisor"), f"c:trs:{case.id}")])
+    rows.append([Button(ctx.t("btn.cancel"), "w:x")])
+    await ctx.reply(ctx.t("work.transfer_pick", ref=case.ref), rows, chat_id=ctx.ev.user.id)
+
+
+async def _transfer_to_area(ctx, case: Case, actor, area_id: str) -> None:
+    area = await ctx.session.get(Area, area_id)
+    if area is None or area.retired:
+        ctx.answer(ctx.t("core.stale_button"), alert=True)
+        return
+    ctx.answer()
+    await ctx.set_state("transfer", "reason", {"case": case.id, "area": area.id})
+    await ctx.reply(ctx.t("work.transfer_reason", ref=case.ref, target=area.name),
+                    [[Button(ctx.t("btn.cancel"), "w:x")]], chat_id=ctx.ev.user.id)
+
+
+async def _transfer_up(ctx, case: Case, actor, _arg: str) -> None:
+    sups = await service.supervisors_above(session=ctx.session, area_id=case.area_id)
+    sups = [s for s in sups if s != ctx.ev.user.id]
+    if not sups:
+        ctx.answer(ctx.t("work.no_supervisor"), alert=True)
+        return
+    ctx.answer()
+    await ctx.set_state("transfer", "reason", {"case": case.id, "to": sups[0]})
+    await ctx.reply(ctx.t("work.transfer_reason", ref=case.ref, target=ctx.t("work.the_supervisor")),
+                    [[Button(ctx.t("btn.cancel"), "w:x")]], chat_id=ctx.ev.user.id)
+
+
+@flow("transfer")
+async def on_transfer_reason(ctx) -> None:
+    data = dict(ctx.state.data)
+    reason = ctx.ev.text.strip()
+    if not reason:
+        await ctx.say("work.transfer_reason_needed")
+        return
+    if len(reason) > MAX_NOTE:
+        await ctx.say("report.too_long", limit=MAX_NOTE, n=len(reason))
+        return
+    await ctx.clear_state()
+    case = await ctx.session.get(Case, int(data["case"]))
+    if case is None:
+        await ctx.say("core.stale_button")
+        return
+    old_assignee = case.assignee_id
+    try:
+        await service.move(session=ctx.session, case=case, action="transfer", actor=await _actor(ctx, case),
+                           now=ctx.now, note=reason)
+    except TransitionError as e:
+        await ctx.say(e.reason)
+        return
+    if "area" in data:
+        case.area_id = data["area"]
+        case.assignee_id = await service.assignee_for(session=ctx.session, area_id=case.area_id)
+    else:
+        case.assignee_id = int(data["to"])
+    case.assigned_at = ctx.now
+    case.chase_level = 0
+    # a transfer restarts the clock for the new assignee
+    cat = await ctx.session.get(Category, case.category_id)
+    case.deadline_at = service.compute_deadline(case, cat, ctx.now, ctx.settings.tz)
+    case.next_check_at = case.deadline_at
+    area = await ctx.session.get(Area, case.area_id) if case.area_id else None
+    await ctx.say("work.transferred", ref=case.ref, target=area.name if area else "—")
+    if case.assignee_id and case.assignee_id != old_assignee:
+        await flows.push_task(session=ctx.session, now=ctx.now, case=case, tz=ctx.settings.tz, header="transferred",
+                              note=reason)
+    await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key="cases.transferred_notice",
+                               kind="case_transferred")
+
+
+# --- talking to the resident through the bot ----------------------------------------------------------
+
+
+async def _start_message(ctx, case: Case, actor, _arg: str) -> None:
+    ctx.answer()
+    await ctx.set_state("relay", "text", {"case": case.id, "to": case.reporter_id, "side": "worker"})
+    await ctx.reply(ctx.t("work.relay_ask", ref=case.ref), [[Button(ctx.t("btn.cancel"), "w:x")]],
+                    chat_id=ctx.ev.user.id)
+
+
+@callback("rr")
+async def resident_reply_button(ctx, case_id: str) -> None:
+    case = await ctx.session.get(Case, int(case_id)) if case_id.isdigit() else None
+    if case is None or ctx.ev.user.id != case.reporter_id or case.assignee_id is None:
+        ctx.answer(ctx.t("core.stale_button"), alert=True)
+        return
+    ctx.answer()
+    await ctx.set_state("relay", "text", {"case": case.id, "to": case.assignee_id, "side": "resident"})
+    await ctx.say("work.relay_ask", [[Button(ctx.t("btn.cancel"), "w:x")]], ref=case.ref)
+
+
+@flow("relay")
+async def on_relay_text(ctx) -> None:
+    data = dict(ctx.state.data)
+    text = ctx.ev.text.strip()
+    if not text:
+        await ctx.say("work.relay_text_only")
+        return
+    if len(text) > MAX_NOTE:
+        await ctx.say("report.too_long", limit=MAX_NOTE, n=len(text))
+        return
+    await ctx.clear_state()
+    case = await ctx.session.get(Case, int(data["case"]))
+    if case is None:
+        return
+    ref = case.ref
+    if data["side"] == "worker":
+        await ctx.notify(int(data["to"]), "relay_to_resident", lambda t: t("work.relay_from_worker", ref=ref, text=text),
+                         buttons=lambda t: [[Button(t("btn.reply"), f"rr:{case.id}")]])
+    else:
+        await ctx.notify(int(data["to"]), "relay_to_worker", lambda t: t("work.relay_from_resident", ref=ref, text=text),
+                         buttons=lambda t: [[Button(t("btn.reply"), f"c:msg:{case.id}")]])
+    from bot.cases.service import record
+    from bot.cases.transitions import Event
+
+    record(ctx.session, Event("message", case.id, ctx.ev.user.id, case.status, case.status, note=text[:200]), ctx.now)
+    await ctx.say("work.relay_sent")
+
+
+# --- the task list --------------------------------------------------------------------------------------
+
+
+@command("tasks", private_only=True, menu="menu.tasks", roles=("captain", "supervisor"))
+async def tasks(ctx) -> None:
+    cases = await service.open_tasks(session=ctx.session, assignee_id=ctx.ev.user.id, now=ctx.now)
+    if not cases:
+        await ctx.say("work.no_tasks")
+        return
+    tz = ctx.settings.tz
+    lines = [ctx.t("work.tasks_title", n=len(cases))]
+    rows = []
+    for c in cases:
+        cat = await ctx.session.get(Category, c.category_id)
+        overdue = c.deadline_at is not None and c.deadline_at < ctx.now
+        lines.append(ctx.t("work.task_line_overdue" if overdue else "work.task_line", ref=c.ref,
+                           category=flows.category_name(ctx.t, cat), status=flows.status_name(ctx.t, c),
+                           deadline=flows.fmt_time(c.deadline_at, tz), description=c.description[:30]))
+        if len(rows) < 8:
+            rows.append([Button(f"{c.ref} {escape(flows.category_name(ctx.t, cat))}"[:40], f"cv:{c.id}")])
+    await ctx.reply("\n".join(lines), rows or None)
+
+
+@callback("cv")
+async def view_case_button(ctx, case_id: str) -> None:
+    case = await ctx.session.get(Case, int(case_id)) if case_id.isdigit() else None
+    from handlers.resident import can_view
+
+    if case is None or not await can_view(ctx, case):
+        ctx.answer(ctx.t("core.stale_button"), alert=True)
+        return
+    ctx.answer()
+    await flows.push_task(session=ctx.session, now=ctx.now, case=case, tz=ctx.settings.tz,
+                          header="accepted" if case.status == "accepted" else "view", to=ctx.ev.user.id)
