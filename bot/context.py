@@ -68,7 +68,8 @@ class Ctx:
         if self.ev.message_id is None:
             await self.reply(text, buttons)
             return
-        msg = Outgoing(chat_id=self.ev.chat.id, method="edit", text=text, buttons=buttons, message_id=self.ev.message_id)
+        method = "edit_caption" if self.ev.on_media else "edit"
+        msg = Outgoing(chat_id=self.ev.chat.id, method=method, text=text, buttons=buttons, message_id=self.ev.message_id)
         await enqueue(session=self.session, msg=msg, kind="edit", now=self.now)
 
     async def notify(self, chat_id: int, kind: str, render: Render, buttons: Buttons | None = None, **kw: Any) -> bool:

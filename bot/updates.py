@@ -48,7 +48,8 @@ def to_incoming(update: dict[str, Any], *, bot_id: int | None = None, bot_userna
         msg = cq.get("message") or {}
         chat = _chat(msg.get("chat"), user)
         return Incoming(update_id=uid, user=user, chat=chat, kind="callback", callback_id=cq.get("id"),
-                        callback_data=cq.get("data"), message_id=msg.get("message_id"))
+                        callback_data=cq.get("data"), message_id=msg.get("message_id"),
+                        on_media=bool(msg.get("photo") or msg.get("document") or msg.get("video")))
     kind = "message"
     msg = update.get("message")
     if msg is None and "edited_message" in update:

@@ -91,6 +91,19 @@ class BotHarness:
             await asyncio.sleep(0.02)
         raise TimeoutError(f"bot did not settle; pending updates {len(self.api.pending_updates())}")
 
+    async def delivered(self, timeout: float = 30.0) -> None:
+        """Until the outbox holds nothing pending at all, retries included."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with self.core.sessionmaker() as s:
+                left = (await s.execute(select(func.count()).select_from(OutboxMessage).where(
+                    OutboxMessage.status.in_(("pending", "in_flight"))))).scalar_one()
+            if left == 0:
+                return
+            self.core.dispatcher.kick()
+            await asyncio.sleep(0.1)
+        raise TimeoutError("outbox not delivered")
+
     async def _idle(self) -> bool:
         core = self.core
         if core._chains:

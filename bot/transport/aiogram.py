@@ -18,7 +18,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
+from aiogram.types import BotCommand, BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
 
 from bot.transport.base import (
     ChatMigrated,
@@ -124,6 +124,17 @@ class AiogramTransport(BaseMessenger):
                                           reply_markup=_markup(buttons))
         return m.message_id
 
+    async def send_file(self, chat_id, kind, name, data, caption, buttons) -> int:
+        f = BufferedInputFile(data, filename=name)
+        async with _Errors():
+            if kind == "photo":
+                m = await self.bot.send_photo(chat_id, f, caption=caption or None, parse_mode="HTML",
+                                              reply_markup=_markup(buttons))
+            else:
+                m = await self.bot.send_document(chat_id, f, caption=caption or None, parse_mode="HTML",
+                                                 reply_markup=_markup(buttons))
+        return m.message_id
+
     async def send_album(self, chat_id, photos, caption) -> int:
         media = [InputMediaPhoto(media=p, caption=caption if i == 0 and caption else None,
                                  parse_mode="HTML" if i == 0 and caption else None) for i, p in enumerate(photos)]
@@ -140,6 +151,11 @@ class AiogramTransport(BaseMessenger):
         async with _Errors():
             await self.bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id, parse_mode="HTML",
                                              reply_markup=_markup(buttons), disable_web_page_preview=True)
+
+    async def edit_caption(self, chat_id, message_id, caption, buttons) -> None:
+        async with _Errors():
+            await self.bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=caption,
+                                                parse_mode="HTML", reply_markup=_markup(buttons))
 
     async def answer_callback(self, callback_id, text=None, alert=False) -> None:
         async with _Errors():

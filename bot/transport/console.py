@@ -56,6 +56,9 @@ class ConsoleMessenger(BaseMessenger):
     async def send_photo(self, chat_id, photo, caption, buttons) -> int:
         return self._show(chat_id, f"[photo {photo}]\n{caption}", buttons)
 
+    async def send_file(self, chat_id, kind, name, data, caption, buttons) -> int:
+        return self._show(chat_id, f"[{kind} {name}, {len(data):,} bytes]\n{caption}", buttons)
+
     async def send_album(self, chat_id, photos, caption) -> int:
         return self._show(chat_id, f"[{len(photos)} photos]", None)
 
@@ -64,6 +67,9 @@ class ConsoleMessenger(BaseMessenger):
 
     async def edit_text(self, chat_id, message_id, text, buttons) -> None:
         self._show(chat_id, f"(edited msg {message_id})\n{text}", buttons)
+
+    async def edit_caption(self, chat_id, message_id, caption, buttons) -> None:
+        self._show(chat_id, f"(edited msg {message_id})\n{caption}", buttons)
 
     async def answer_callback(self, callback_id, text=None, alert=False) -> None:
         if text:

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, InputMediaPhoto, Update
 from telegram import Bot
 from telegram.error import BadRequest, ChatMigrated as PtbChatMigrated, Forbidden, InvalidToken, NetworkError
 from telegram.error import RetryAfter as PtbRetryAfter
@@ -120,6 +120,17 @@ class PtbTransport(BaseMessenger):
                                           reply_markup=_markup(buttons))
         return m.message_id
 
+    async def send_file(self, chat_id, kind, name, data, caption, buttons) -> int:
+        f = InputFile(data, filename=name, attach=True)
+        async with _Errors():
+            if kind == "photo":
+                m = await self.bot.send_photo(chat_id, f, caption=caption or None, parse_mode="HTML",
+                                              reply_markup=_markup(buttons))
+            else:
+                m = await self.bot.send_document(chat_id, f, caption=caption or None, parse_mode="HTML",
+                                                 reply_markup=_markup(buttons))
+        return m.message_id
+
     async def send_album(self, chat_id, photos, caption) -> int:
         media = [InputMediaPhoto(p, caption=caption if i == 0 and caption else None,
                                  parse_mode="HTML" if i == 0 and caption else None) for i, p in enumerate(photos)]
@@ -136,6 +147,11 @@ class PtbTransport(BaseMessenger):
         async with _Errors():
             await self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id, parse_mode="HTML",
                                              reply_markup=_markup(buttons), disable_web_page_preview=True)
+
+    async def edit_caption(self, chat_id, message_id, caption, buttons) -> None:
+        async with _Errors():
+            await self.bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=caption,
+                                                parse_mode="HTML", reply_markup=_markup(buttons))
 
     async def answer_callback(self, callback_id, text=None, alert=False) -> None:
         async with _Errors():
