@@ -130,8 +130,12 @@ class Core:
         async with self._slots:
             try:
                 await self.feed(update)
-            except Exception:
+            except Exception as e:
+                # the framework could not even parse it: keep the error, do not retry it forever
                 log.exception("update %s failed in the transport", update.get("update_id"))
+                async with self.sessionmaker() as s, s.begin():
+                    await s.execute(update_(update.get("update_id", 0), self.clock(),
+                                            error=f"transport: {type(e).__name__}: {e}"[:2000]))
 
     async def drain(self) -> None:
         """Wait for every update in hand (SIGTERM, tests)."""

@@ -10,7 +10,8 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="gridbot: grid management on Telegram")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="gridbot: grid management on Telegram")
 db_app = typer.Typer(no_args_is_help=True, help="database")
 grid_app = typer.Typer(no_args_is_help=True, help="the area tree")
 faq_app = typer.Typer(no_args_is_help=True, help="the knowledge base")

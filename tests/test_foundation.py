@@ -147,3 +147,46 @@ async def test_it_survives_an_api_outage_without_losing_replies(bot):
         assert bot.api.calls_of("sendMessage", ok=False)  # it did try
     await bot.delivered()
     assert len(bot.api.sent(wang.id)) == 1
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_webhook_mode_checks_the_secret_and_answers_after_recording(framework, db_url, settings_for):
+    import aiohttp
+
+    from bot.runner import BotRunner
+    from tests.conftest import TOKEN
+    from tests.fakebotapi import FakeBotAPI
+
+    port = free_port()
+    async with FakeBotAPI(token=TOKEN) as api:
+        settings = settings_for(db_url, framework=framework, telegram_api_base=api.base_url,
+                                webhook_url="https://gridbot.example.test", webhook_secret="s3cret-token",
+                                webhook_host="127.0.0.1", webhook_port=port)
+        runner = BotRunner(settings, webhook=True, with_scheduler=False)
+        task = asyncio.create_task(runner.run())
+        await asyncio.wait_for(runner.ready.wait(), 20)
+        await api.wait_for(lambda c: c.method == "setWebhook", timeout=10)
+        hook = api.calls_of("setWebhook")[-1].params
+        assert hook["url"] == "https://gridbot.example.test/telegram/webhook" and hook["secret_token"] == "s3cret-token"
+        upd = U.message(wang, text="/start", message_id=1)
+        upd["update_id"] = 4242
+        api.add_chat(wang.id)
+        url = f"http://127.0.0.1:{port}/telegram/webhook"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json=upd, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}) as r:
+                assert r.status == 403
+            async with http.post(url, json=upd, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}) as r:
+                assert r.status == 200
+            async with runner.core.sessionmaker() as s:
+                assert await s.get(InboxUpdate, 4242) is not None  # recorded before the 200
+        await api.wait_sent(wang.id, timeout=10)
+        runner.stop()
+        await asyncio.wait_for(task, 30)
+        assert api.calls_of("deleteWebhook") == []  # rolling restarts keep the webhook

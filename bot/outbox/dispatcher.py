@@ -3,18 +3,29 @@
 Several processes may run it on one database: rows are claimed with a conditional update
 (plus FOR UPDATE SKIP LOCKED on PostgreSQL), so each is sent by one of them. Messages of one
 chat go out in order; different chats go out concurrently, within the rate limits.
+
+Interactive messages (replies, tasks, reminders) are claimed before broadcast rows and go
+first at the rate limiter, so a broadcast never makes a resident wait. Broadcast rows are
+claimed just in time (about half a second of the rate at once): a claimed row is `in_flight`,
+and rows in flight when a process dies become `uncertain` rather than being sent twice, so
+holding fewer means fewer uncertain ones. Results are written in batches (one UPDATE
+statement for many rows, a few times a second), not one transaction per message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
+import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import utcnow
@@ -33,12 +44,39 @@ from bot.transport.base import (
 
 log = logging.getLogger("gridbot.outbox")
 
-LEASE = timedelta(seconds=60)  # a claimed row is free again after this, if its holder died
+# A claimed row is free again after this if its holder stopped renewing it (it died); the
+# holder renews every LEASE/3. Read at run time, so tests may shorten it.
+LEASE = timedelta(seconds=30)
 MAX_AGE = timedelta(hours=24)  # after retrying this long a message is given up
+FLUSH_EVERY = 0.2  # seconds between batched result writes
+PROGRESS_EVERY = 3.0  # seconds between looks at running broadcasts when nothing else happens
+
+_DEFAULT = object()
 
 
 def backoff(attempts: int) -> float:
     return float(min(2 ** max(attempts - 1, 0), 60))
+
+
+def _default_progress():
+    # the broadcast progress report; imported late so the outbox does not need the broadcasts
+    # package to be importable to send a reply
+    try:
+        from bot.broadcasts.flows import progress_tick
+    except ImportError:  # pragma: no cover - a trimmed install
+        return None
+    return progress_tick
+
+
+@dataclass
+class _Result:
+    row_id: int
+    chat_id: int
+    broadcast_id: int | None
+    values: dict[str, Any]
+    remember: tuple[str, int, int] | None = None  # (name, chat id, message id)
+    gone: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class OutboxDispatcher:
@@ -52,18 +90,35 @@ class OutboxDispatcher:
         batch: int = 200,
         clock=utcnow,
         on_gone=None,
+        on_progress=_DEFAULT,
+        share_rate: bool = True,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.messenger = messenger
         self.limiter = limiter or RateLimiter()
+        if share_rate and self.limiter.limits.shared and self.limiter.shared is None:
+            self.limiter.share(sessionmaker)
         self.workers = workers
         self.batch = batch
         self.clock = clock
         self.on_gone = on_gone  # async callable(session, chat_id): mark the recipient inactive
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        # async callable(sessionmaker, now, broadcast_ids): report broadcast progress
+        self.on_progress = _default_progress() if on_progress is _DEFAULT else on_progress
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:80]
+        rate = self.limiter.limits.global_rate
+        # enough concurrent requests to reach the rate with Telegram's ~0.1-0.3 s answers
+        self.concurrency = max(workers, math.ceil(rate / 4))
+        self.window = max(self.concurrency, math.ceil(rate * 0.5))  # broadcast rows held at once
         self._wake = asyncio.Event()
-        self._stopping = False
+        self._deadline: float | None = None
         self._task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._results: list[_Result] = []
+        self._flush_lock = asyncio.Lock()
+        self._held = 0  # rows claimed and not yet finished
+        self._bc_held = 0
+        self._sem_fast = asyncio.Semaphore(workers)
+        self._sem_bulk = asyncio.Semaphore(self.concurrency)
         self.sent_count = 0
 
     # --- lifecycle -------------------------------------------------------------------
@@ -73,41 +128,82 @@ class OutboxDispatcher:
         self._wake.set()
 
     def start(self) -> None:
+        self._deadline = None
         self._task = asyncio.create_task(self._loop(), name="outbox-dispatcher")
 
     async def stop(self, drain_seconds: float = 5.0) -> None:
-        """Finish what is due (for at most drain_seconds), then stop."""
-        if self._task is None:
+        """Finish what is due (for at most drain_seconds), then stop. Rows claimed but not
+        started go back to pending; a send under way is finished, never cut off."""
+        task = self._task
+        if task is None:
             return
-        try:
-            await asyncio.wait_for(self.drain(), drain_seconds)
-        except asyncio.TimeoutError:
-            pass
-        self._stopping = True
+        self._deadline = time.monotonic() + drain_seconds
         self._wake.set()
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        if not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), drain_seconds + 30)
+            except asyncio.TimeoutError:
+                task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         self._task = None
+
+    def _stopping(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
 
     async def _loop(self) -> None:
         await self.recover()
-        while not self._stopping:
-            try:
-                n = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database may be briefly unavailable: keep going
-                log.exception("outbox step failed")
-                n = 0
-            if n == 0:
-                self._wake.clear()
+        flusher = asyncio.create_task(self._flush_loop())
+        house = time.monotonic()
+        last_recover = last_beat = last_progress = house
+        try:
+            while True:
+                if self._stopping():
+                    break
                 try:
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-                except asyncio.TimeoutError:
-                    pass
+                    room = self.window - self._bc_held
+                    rows = await self.claim(room if room * 2 >= self.window else 0)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the database may be briefly unavailable: keep going
+                    log.exception("outbox claim failed")
+                    rows = []
+                self._spawn(rows)
+                if self._deadline is not None and not rows and not self._tasks:
+                    break  # stopping, and nothing is due any more
+                now = time.monotonic()
+                lease = LEASE.total_seconds()
+                try:
+                    if self._held and now - last_beat >= lease / 3:
+                        last_beat = now
+                        await self._heartbeat()
+                    if now - last_recover >= lease / 2:
+                        last_recover = now
+                        await self.recover()
+                    if now - last_progress >= PROGRESS_EVERY:
+                        last_progress = now
+                        await self._progress(set())
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox housekeeping failed")
+                if not rows:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), 0.5)
+                    except asyncio.TimeoutError:
+                        pass
+        except asyncio.CancelledError:
+            # killed, not stopped: like a crash, nothing more is written
+            for t in list(self._tasks):
+                t.cancel()
+            flusher.cancel()
+            raise
+        # a graceful stop: let the sends under way finish (their rows released), then write
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await self._flush()
 
     async def drain(self) -> None:
         """Deliver until nothing is due now (used by tests, the console and shutdown)."""
@@ -123,66 +219,112 @@ class OutboxDispatcher:
         async with self.sessionmaker() as s, s.begin():
             stale = and_(OutboxMessage.status == "in_flight", OutboxMessage.locked_until < now)
             await s.execute(update(OutboxMessage).where(stale, OutboxMessage.broadcast_id.is_not(None))
-                            .values(status="uncertain", locked_by=None))
+                            .values(status="uncertain", locked_by=None, error="in flight when its sender stopped"))
             await s.execute(update(OutboxMessage).where(stale).values(status="pending", locked_by=None))
 
-    async def claim(self) -> list[OutboxMessage]:
-        now = self.clock()
+    async def _heartbeat(self) -> None:
         async with self.sessionmaker() as s, s.begin():
-            busy_chats = select(OutboxMessage.chat_id).where(OutboxMessage.status == "in_flight",
-                                                             OutboxMessage.locked_until >= now)
-            q = (
-                select(OutboxMessage.id)
-                .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
-                       OutboxMessage.chat_id.not_in(busy_chats))
-                .order_by(OutboxMessage.id)
-                .limit(self.batch)
-            )
-            if dialect_name(s) == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            ids = list((await s.execute(q)).scalars())
+            await s.execute(update(OutboxMessage).where(OutboxMessage.locked_by == self.name,
+                                                        OutboxMessage.status == "in_flight")
+                            .values(locked_until=self.clock() + LEASE))
+
+    async def claim(self, broadcast_room: int | None = None) -> list[OutboxMessage]:
+        """Claim due rows: interactive ones first (up to batch), then up to broadcast_room
+        broadcast rows (default: the batch), never a chat that has a row in flight."""
+        now = self.clock()
+        room = self.batch if broadcast_room is None else broadcast_room
+        async with self.sessionmaker() as s, s.begin():
+            pg = dialect_name(s) == "postgresql"
+            ids: list[int] = []
+            for bc, limit in ((False, self.batch), (True, room)):
+                if limit <= 0:
+                    continue
+                busy_chats = select(OutboxMessage.chat_id).where(OutboxMessage.status == "in_flight",
+                                                                 OutboxMessage.locked_until >= now)
+                q = (
+                    select(OutboxMessage.id)
+                    .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
+                           OutboxMessage.broadcast_id.is_not(None) if bc else OutboxMessage.broadcast_id.is_(None),
+                           OutboxMessage.chat_id.not_in(busy_chats))
+                    .order_by(OutboxMessage.id)
+                    .limit(limit)
+                )
+                if pg:
+                    q = q.with_for_update(skip_locked=True)
+                got = list((await s.execute(q)).scalars())
+                if not got:
+                    continue
+                # claimed at once, so the broadcast query below skips these chats
+                await s.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(got), OutboxMessage.status == "pending")
+                    .values(status="in_flight", locked_by=self.name, locked_until=now + LEASE)
+                )
+                ids += got
             if not ids:
                 return []
-            await s.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
-                .values(status="in_flight", locked_by=self.name, locked_until=now + LEASE)
-            )
             rows = (await s.execute(select(OutboxMessage).where(OutboxMessage.id.in_(ids),
                                                                 OutboxMessage.locked_by == self.name,
                                                                 OutboxMessage.status == "in_flight")
                                     .order_by(OutboxMessage.id))).scalars().all()
             return list(rows)
 
-    async def run_once(self) -> int:
-        rows = await self.claim()
-        if not rows:
-            return 0
+    def _groups(self, rows: list[OutboxMessage]) -> list[list[OutboxMessage]]:
         per_chat: dict[int, list[OutboxMessage]] = defaultdict(list)
         for r in rows:
             per_chat[r.chat_id].append(r)
-        sem = asyncio.Semaphore(self.workers)
+        return list(per_chat.values())
 
-        async def chat_worker(chat_rows: list[OutboxMessage]) -> None:
-            async with sem:
-                for i, row in enumerate(chat_rows):
-                    ok = await self._deliver(row)
-                    if not ok:  # keep the chat's order: release the rest for later
-                        await self._release([r.id for r in chat_rows[i + 1:]], row.next_attempt_at)
-                        return
+    def _spawn(self, rows: list[OutboxMessage]) -> None:
+        for chat_rows in self._groups(rows):
+            t = asyncio.create_task(self._chat_worker(chat_rows))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
 
-        await asyncio.gather(*(chat_worker(v) for v in per_chat.values()))
+    async def run_once(self) -> int:
+        """Claim one batch, deliver it, write the results; the number of rows claimed."""
+        rows = await self.claim()
+        if not rows:
+            return 0
+        await asyncio.gather(*(self._chat_worker(g) for g in self._groups(rows)))
+        await self._flush()
         return len(rows)
 
-    async def _release(self, ids: list[int], not_before: datetime) -> None:
-        if not ids:
-            return
-        async with self.sessionmaker() as s, s.begin():
-            await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.locked_by == self.name)
-                            .values(status="pending", locked_by=None, locked_until=None, next_attempt_at=not_before))
+    async def _chat_worker(self, chat_rows: list[OutboxMessage]) -> None:
+        bulk = chat_rows[0].broadcast_id is not None
+        n = len(chat_rows)
+        self._held += n
+        if bulk:
+            self._bc_held += n
+        done = 0
+        try:
+            async with self._sem_bulk if bulk else self._sem_fast:
+                for i, row in enumerate(chat_rows):
+                    if self._stopping():
+                        self._release(chat_rows[i:], self.clock())
+                        return
+                    res = await self._deliver(row)
+                    done += 1
+                    if bulk:
+                        self._bc_held -= 1
+                        if self._bc_held * 2 < self.window:
+                            self._wake.set()  # room for the next broadcast rows
+                    if res.values["status"] == "pending":
+                        # keep the chat's order: the rest waits for this one
+                        self._release(chat_rows[i + 1:], res.values.get("next_attempt_at") or self.clock())
+                        return
+        finally:
+            self._held -= n
+            if bulk:
+                self._bc_held -= n - done
 
-    async def _deliver(self, row: OutboxMessage) -> bool:
-        """Send one row; True when the chat may continue with its next row."""
+    def _release(self, rows: list[OutboxMessage], not_before: datetime) -> None:
+        for r in rows:
+            self._results.append(_Result(r.id, r.chat_id, r.broadcast_id, dict(
+                status="pending", locked_by=None, locked_until=None, next_attempt_at=not_before)))
+
+    async def _deliver(self, row: OutboxMessage) -> _Result:
+        """Send one row; the outcome is queued for the next batched write."""
         msg = Outgoing.from_json(row.payload)
         if msg.method == "edit" and msg.message_id is None and row.payload.get("ref"):
             async with self.sessionmaker() as s:
@@ -194,6 +336,7 @@ class OutboxDispatcher:
         await self.limiter.acquire(msg.chat_id, strict=row.broadcast_id is not None)
         now = self.clock()
         status, error, message_id, retry_at = "sent", None, None, None
+        extra: dict[str, Any] = {}
         try:
             message_id = await self.messenger.deliver(msg)
         except NotModified:
@@ -204,37 +347,87 @@ class OutboxDispatcher:
             status, error = "failed", str(e)
             log.warning("outbox %s to %s failed for good: %s", row.id, row.chat_id, e)
         except ChatMigrated as e:
+            # resent to the new id straight away (a write of its own: it is rare)
             payload = dict(row.payload, chat_id=e.new_chat_id)
             async with self.sessionmaker() as s, s.begin():
                 await s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(
                     chat_id=e.new_chat_id, payload=payload, status="pending", locked_by=None, next_attempt_at=now))
-            return False
+            return _Result(row.id, row.chat_id, row.broadcast_id, dict(status="pending"), extra={"migrated": True})
         except RetryAfter as e:
-            self.limiter.pause(e.seconds)
+            await self.limiter.pause_all(e.seconds)
             status, error, retry_at = "pending", str(e), now + timedelta(seconds=e.seconds)
         except Exception as e:  # network trouble, 5xx, anything unexpected: retry later
             status, error = "pending", f"{type(e).__name__}: {e}"
             retry_at = now + timedelta(seconds=backoff(row.attempts + 1))
             if now - row.created_at > MAX_AGE:
                 status = "failed"
-        async with self.sessionmaker() as s, s.begin():
-            values: dict = dict(status=status, error=error, attempts=row.attempts + 1, locked_by=None, locked_until=None)
-            if status == "sent":
-                values.update(sent_at=now, sent_message_id=message_id)
-                if row.remember_as and message_id is not None:
-                    await s.execute(upsert(s, SentRef, ["name"], dict(name=row.remember_as, chat_id=msg.chat_id,
-                                                                          message_id=message_id),
-                                           dict(chat_id=msg.chat_id, message_id=message_id)))
-            if retry_at is not None:
-                values["next_attempt_at"] = retry_at
-            await s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values))
-            if status == "gone" and self.on_gone is not None:
-                await self.on_gone(s, row.chat_id)
-                # nothing else can reach this chat either
-                await s.execute(update(OutboxMessage).where(OutboxMessage.chat_id == row.chat_id,
-                                                            OutboxMessage.status == "pending")
-                                .values(status="gone", error="recipient gone"))
-        row.next_attempt_at = retry_at or now
+        values: dict[str, Any] = dict(status=status, error=error, attempts=row.attempts + 1, locked_by=None,
+                                      locked_until=None)
+        res = _Result(row.id, row.chat_id, row.broadcast_id, values, gone=status == "gone", extra=extra)
         if status == "sent":
+            values.update(sent_at=now, sent_message_id=message_id)
+            if row.remember_as and message_id is not None:
+                res.remember = (row.remember_as, msg.chat_id, message_id)
             self.sent_count += 1
-        return status != "pending"
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        row.next_attempt_at = retry_at or now
+        self._results.append(res)
+        return res
+
+    # --- writing results -----------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            try:
+                await self._flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox result write failed; will retry")
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            results, self._results = self._results, []
+            results = [r for r in results if not r.extra.get("migrated")]
+            if not results:
+                return
+            try:
+                async with self.sessionmaker() as s, s.begin():
+                    # grouped by the columns they set: one executemany each
+                    groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+                    for r in results:
+                        groups[tuple(sorted(r.values))].append(dict(r.values, id=r.row_id))
+                    for params in groups.values():
+                        await s.execute(update(OutboxMessage), params)
+                    for r in results:
+                        if r.remember is not None:
+                            name, chat_id, message_id = r.remember
+                            await s.execute(upsert(s, SentRef, ["name"],
+                                                   dict(name=name, chat_id=chat_id, message_id=message_id),
+                                                   dict(chat_id=chat_id, message_id=message_id)))
+                    for chat_id in {r.chat_id for r in results if r.gone}:
+                        if self.on_gone is not None:
+                            await self.on_gone(s, chat_id)
+                        # nothing else can reach this chat either
+                        await s.execute(update(OutboxMessage).where(OutboxMessage.chat_id == chat_id,
+                                                                    OutboxMessage.status == "pending")
+                                        .values(status="gone", error="recipient gone"))
+            except Exception:
+                self._results[:0] = results  # written with the next batch
+                raise
+        touched = {r.broadcast_id for r in results if r.broadcast_id is not None}
+        if touched:
+            await self._progress(touched)
+
+    async def _progress(self, broadcast_ids: set[int]) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            queued = await self.on_progress(self.sessionmaker, self.clock(), broadcast_ids)
+        except Exception:
+            log.exception("broadcast progress report failed")
+            return
+        if queued:
+            self._wake.set()

@@ -1,0 +1,138 @@
+"""bot/stats.py: the figures of digests and /stats, checked against cases built for the test.
+
+The period is Monday 23 Nov 2026 (local); "now" is Tuesday 08:30. Cases a–e and g are in
+香港中路单号段 (浮山湾社区, supervisor 2001), f in 燕儿岛路南段 (观海社区, supervisor 2002).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from bot import stats
+from bot.cases.models import Case
+from bot.outbox.models import OutboxMessage
+from scheduler.registry import run_job
+
+CST = ZoneInfo("Asia/Shanghai")
+
+
+def local(*args) -> datetime:
+    return datetime(*args, tzinfo=CST).astimezone(timezone.utc)
+
+
+START, END, NOW = local(2026, 11, 23), local(2026, 11, 24), local(2026, 11, 24, 8, 30)
+Y = lambda h, m=0: local(2026, 11, 23, h, m)  # noqa: E731 - "yesterday at"
+
+
+def case(**kw) -> Case:
+    created = kw.pop("created_at")
+    values = dict(status="new", category_id="streetlight", description="", address="", area_id="xianggang-odd",
+                  reporter_id=9001, assignee_id=1001, created_at=created, updated_at=created, assigned_at=created,
+                  chase_level=0, was_overdue=False, reopen_count=0, reporter_count=1, share_contact=False)
+    values.update(kw)
+    return Case(**values)
+
+
+@pytest.fixture
+async def built(core, clock):
+    clock.now = NOW
+    cases = {
+        # reported, accepted within the hour, fixed before its deadline: the model case
+        "a": case(created_at=Y(10), accepted_at=Y(11), resolved_at=Y(15), deadline_at=Y(20), status="resolved"),
+        # accepted the day before, still open, deadline passed yesterday
+        "b": case(created_at=Y(9) - timedelta(days=1), accepted_at=Y(10) - timedelta(days=1),
+                  deadline_at=Y(12), status="accepted"),
+        # reported yesterday, nobody has accepted it, due tomorrow
+        "c": case(created_at=Y(16), deadline_at=Y(16) + timedelta(days=2)),
+        # fixed an hour late, confirmed and rated 5 yesterday
+        "d": case(created_at=Y(9) - timedelta(days=2), deadline_at=Y(9), resolved_at=Y(10), closed_at=Y(12),
+                  status="closed", rating=5),
+        # closed unresolved before its deadline: due, never fixed, not overdue
+        "e": case(created_at=Y(9) - timedelta(days=2), deadline_at=Y(14), closed_at=Y(13),
+                  status="closed_unresolved"),
+        # another community: reported, fixed at once (no accept: resolving is a response), closed
+        # and rated 2 yesterday; due in three days
+        "f": case(created_at=Y(8), area_id="yanerdao-s", assignee_id=1006, assigned_at=Y(8),
+                  resolved_at=Y(9), closed_at=Y(18), status="closed",
+                  rating=2, deadline_at=Y(8) + timedelta(days=3)),
+        # marked duplicate: due yesterday, never fixed, not overdue
+        "g": case(created_at=Y(9) - timedelta(days=2), deadline_at=Y(11), closed_at=Y(10), status="duplicate"),
+        # reported today: outside the period
+        "h": case(created_at=NOW - timedelta(hours=1), deadline_at=NOW + timedelta(days=3)),
+        # reported long ago, reopened and still open: its state counts, it is past due
+        "i": case(created_at=NOW - timedelta(days=200), deadline_at=NOW - timedelta(days=3), status="reopened",
+                  accepted_at=NOW - timedelta(days=199)),
+    }
+    async with core.sessionmaker() as s, s.begin():
+        s.add_all(cases.values())
+    return {k: c.id for k, c in cases.items()}
+
+
+async def community(core, root: str) -> list[str]:
+    async with core.sessionmaker() as s:
+        return (await stats.area_tree(session=s)).subtree(root)
+
+
+async def test_figures_of_a_community(core, built):
+    async with core.sessionmaker() as s:
+        f = await stats.figures(session=s, area_ids=await community(core, "fushanwan"), start=START, end=END,
+                                now=NOW)
+    assert (f.new, f.accepted, f.resolved, f.closed) == (2, 1, 2, 1)
+    assert (f.due, f.due_fixed, f.due_fixed_on_time, f.overdue) == (5, 2, 1, 2)
+    assert (f.assigned, f.responded) == (2, 1)
+    assert (f.rated, f.satisfied) == (1, 1)
+    assert (f.open, f.overdue_open) == (4, 2)  # b, c, h, i open; b and i overdue
+    assert f.rectification_rate == pytest.approx(1 / 5)
+    assert f.resolution_rate == pytest.approx(2 / 5)
+    assert f.response_rate == pytest.approx(1 / 2)
+    assert f.satisfaction_rate == 1.0
+
+
+async def test_figures_of_the_district_and_per_area(core, built):
+    async with core.sessionmaker() as s:
+        f = await stats.figures(session=s, area_ids=None, start=START, end=END, now=NOW)
+        per = await stats.breakdown(session=s, area_ids=None, start=START, end=END, now=NOW)
+    assert (f.new, f.resolved, f.closed, f.rated, f.satisfied) == (3, 3, 2, 2, 1)
+    assert (f.assigned, f.responded, f.accepted) == (3, 2, 1)
+    assert f.satisfaction_rate == 0.5
+    assert set(per) == {"xianggang-odd", "yanerdao-s"}
+    assert per["yanerdao-s"].new == 1 and per["yanerdao-s"].due == 0
+    assert per["yanerdao-s"].rectification_rate is None and stats.percent(None) == "—"
+    assert stats.rollup(per) == f
+
+
+async def test_a_quiet_area_has_no_figures(core, built):
+    async with core.sessionmaker() as s:
+        f = await stats.figures(session=s, area_ids=await community(core, "zhanshan"), start=START, end=END, now=NOW)
+    assert f.quiet and f.rectification_rate is None
+
+
+async def test_workloads_and_overdue_lists_come_in_one_query_each(core, built):
+    async with core.sessionmaker() as s:
+        loads = await stats.workloads(session=s, now=NOW, per_worker=2)
+        overdue = await stats.overdue_by_area(session=s, now=NOW, per_area=5)
+        items, total = await stats.overdue_cases(session=s, now=NOW)
+    assert (loads[1001].open, loads[1001].overdue) == (4, 2)
+    assert [t.id for t in loads[1001].tasks] == [built["i"], built["b"]]  # most urgent first, cut at 2
+    assert 1006 not in loads
+    assert [i.id for i in overdue["xianggang-odd"]] == [built["i"], built["b"]]
+    assert total == 2 and [i.id for i in items] == [built["i"], built["b"]]
+
+
+async def test_the_supervisor_digest_shows_these_figures(core, built):
+    await run_job(core, "digest")
+    async with core.sessionmaker() as s:
+        rows = {m.chat_id: m for m in (await s.execute(select(OutboxMessage))).scalars()}
+    zhao = rows[2001].payload["text"]
+    assert "浮山湾社区 日报（2026-11-24）" in zhao
+    assert "昨日：新增 2 件，受理 1 件，办结 2 件，到期 5 件，其中超期 2 件。" in zhao
+    assert "整改率 20% · 响应率 50% · 办结率 40% · 满意率 100%" in zhao
+    assert f"#{built['i']}" in zhao and f"#{built['b']}" in zhao  # the oldest overdue
+    sun = rows[9100].payload["text"]
+    assert "满意率 50%" in sun and "浮山湾社区" in sun and "观海社区" in sun
+    worker = rows[1001].payload["text"]
+    assert "未办结 4 件，其中已超期 2 件" in worker
