@@ -235,3 +235,38 @@ async def test_a_group_report_gets_a_deep_link_and_no_personal_data(bot):
     assert len(replies) == 1 and "私聊" in replies[0].text
     async with bot.core.sessionmaker() as s:
         assert (await s.execute(select(Case))).first() is None
+
+
+async def test_a_restart_in_the_middle_of_a_flow_loses_nothing(bot):
+    ask_cat = (await bot.say(wang, "/report"))[-1]
+    await bot.press(wang, ask_cat, "rp:cat:garbage")
+    await bot.stop()
+    await bot.start()
+    ask_photo = (await bot.say(wang, "小区门口垃圾两天没人清运"))[-1]
+    assert "照片" in ask_photo.text
+    async with bot.core.sessionmaker() as s:
+        from bot.core_models import Conversation
+
+        st = await s.get(Conversation, (wang.id, wang.id))
+    assert st.data["category"] == "garbage" and st.data["description"].startswith("小区门口")
+
+
+async def test_bad_input_in_a_flow_gets_a_polite_answer_and_keeps_the_flow(bot):
+    ask_cat = (await bot.say(wang, "/report"))[-1]
+    await bot.press(wang, ask_cat, "rp:cat:road")
+    sticker = (await bot.say(wang, None, document={"file_id": "d", "file_unique_id": "d", "file_name": "x.pdf"}))[-1]
+    assert "document" in sticker.text
+    too_long = (await bot.say(wang, "坑" * 1500))[-1]
+    assert "1500" in too_long.text and "1000" in too_long.text
+    ok = (await bot.say(wang, "人行道砖松动"))[-1]
+    assert "照片" in ok.text
+
+
+async def test_an_edited_message_is_not_run_again(bot):
+    first = bot.api.push_update(U.message(wang, text="/report 香港中路12号 路灯坏了"))
+    await bot.settle()
+    mark = bot.api.mark()
+    await bot.push(U.edited_message(wang, first, text="/report 香港中路14号 路灯坏了"))
+    await bot.settle()
+    replies = bot.api.sent(wang.id, since=mark)
+    assert len(replies) == 1 and "修改" in replies[0].text
