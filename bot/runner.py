@@ -63,7 +63,8 @@ class BotRunner:
     """One bot process. `await runner.run()` until `runner.stop()` (or SIGTERM/SIGINT)."""
 
     def __init__(self, settings: Settings, *, webhook: bool = False, poll_timeout: int = 25,
-                 with_scheduler: bool = True, engine=None) -> None:
+                 with_scheduler: bool = True, engine=None, clock=None) -> None:
+        self.clock = clock
         self.settings = settings
         self.webhook = webhook
         self.poll_timeout = poll_timeout
@@ -81,7 +82,7 @@ class BotRunner:
     async def run(self) -> None:
         settings = self.settings
         engine = await prepare_database(settings, self.engine)
-        core = self.core = Core(settings, engine=engine)
+        core = self.core = Core(settings, engine=engine, **({"clock": self.clock} if self.clock else {}))
         await core.reload_router()
         transport = self.transport = make_transport(settings)
         transport.bind(core.process)

@@ -36,13 +36,18 @@ async def on_case_button(ctx, rest: str) -> None:
         await resident_action(ctx, case, action, arg)
         return
     handler = {"acc": _accept, "res": _start_resolve, "tr": _start_transfer, "tra": _transfer_to_area,
-               "trs": _transfer_up, "msg": _start_message}.get(action)
+               "trs": _transfer_up, "msg": _start_message, "more": _more, "cu": _start_close,
+               "dup": _start_close}.get(action)
     if handler is None:
         ctx.answer(ctx.t("core.stale_button"), alert=True)
         return
     actor = await _actor(ctx, case)
     wanted = {"acc": "accept", "res": "resolve", "tr": "transfer", "tra": "transfer", "trs": "transfer",
-              "msg": "note"}[action]
+              "msg": "note", "more": "note", "cu": "close_unresolved", "dup": "mark_duplicate"}[action]
+    if action == "cu":
+        arg = "cu"
+    elif action == "dup":
+        arg = "dup"
     # the server decides who may act, whatever the button says: a forged or stale press changes nothing
     if not may(case, wanted, actor):
         ctx.answer(ctx.t(NotAllowed.reason), alert=True)
@@ -232,6 +237,69 @@ async def on_transfer_reason(ctx) -> None:
                               note=reason)
     await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key="cases.transferred_notice",
                                kind="case_transferred")
+
+
+# --- honest end states: cannot be fixed, duplicate ----------------------------------------------------
+
+
+async def _more(ctx, case: Case, actor, _arg: str) -> None:
+    ctx.answer()
+    rows = [[Button(ctx.t("btn.mark_duplicate"), f"c:dup:{case.id}")]]
+    if may(case, "close_unresolved", actor):
+        rows.insert(0, [Button(ctx.t("btn.close_unresolved"), f"c:cu:{case.id}")])
+    rows.append([Button(ctx.t("btn.cancel"), "w:x")])
+    await ctx.reply(ctx.t("work.more_title", ref=case.ref), rows, chat_id=ctx.ev.user.id)
+
+
+async def _start_close(ctx, case: Case, actor, kind: str) -> None:
+    ctx.answer()
+    await ctx.set_state("close", kind, {"case": case.id})
+    await ctx.reply(ctx.t("work.ask_close_reason" if kind == "cu" else "work.ask_duplicate_of", ref=case.ref),
+                    [[Button(ctx.t("btn.cancel"), "w:x")]], chat_id=ctx.ev.user.id)
+
+
+@flow("close")
+async def on_close_text(ctx) -> None:
+    data = dict(ctx.state.data)
+    kind = ctx.state.step
+    text = ctx.ev.text.strip()
+    case = await ctx.session.get(Case, int(data["case"]))
+    if case is None:
+        await ctx.clear_state()
+        return
+    other = None
+    if kind == "dup":
+        num = text.lstrip("#")
+        other = await ctx.session.get(Case, int(num)) if num.isdigit() else None
+        if other is None or other.id == case.id:
+            await ctx.say("work.duplicate_unknown", ref=f"#{num}" if num else "?")
+            return
+        note = other.ref
+    else:
+        if not text:
+            await ctx.say("work.transfer_reason_needed")
+            return
+        if len(text) > MAX_NOTE:
+            await ctx.say("report.too_long", limit=MAX_NOTE, n=len(text))
+            return
+        note = text
+    await ctx.clear_state()
+    action = "close_unresolved" if kind == "cu" else "mark_duplicate"
+    try:
+        await service.move(session=ctx.session, case=case, action=action, actor=await _actor(ctx, case),
+                           now=ctx.now, note=note)
+    except TransitionError as e:
+        await ctx.say(e.reason)
+        return
+    case.next_check_at = None
+    if other is not None:
+        case.duplicate_of = other.id
+        for uid in await service.followers(session=ctx.session, case=case):
+            await service.subscribe(session=ctx.session, case=other, user_id=uid, now=ctx.now)
+    await ctx.say("work.closed_done", ref=case.ref)
+    key = "cases.closed_unresolved_notice" if kind == "cu" else "cases.duplicate_notice"
+    await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key=key, kind=f"case_{action}",
+                               reason=note)
 
 
 # --- talking to the resident through the bot ----------------------------------------------------------

@@ -27,7 +27,8 @@ TgUser = U.TgUser
 
 class BotHarness:
     def __init__(self, framework: str, db_url: str, settings_for, *, token: str | None = None, api: FakeBotAPI | None = None,
-                 **settings_kw: Any) -> None:
+                 clock=None, **settings_kw: Any) -> None:
+        self.clock = clock
         from tests.conftest import TOKEN
 
         self.framework = framework
@@ -55,7 +56,7 @@ class BotHarness:
     async def start(self) -> None:
         settings = self.settings_for(self.db_url, framework=self.framework, telegram_api_base=self.api.base_url,
                                      bot_token=self.token, **self.settings_kw)
-        self.runner = BotRunner(settings, poll_timeout=1, with_scheduler=False)
+        self.runner = BotRunner(settings, poll_timeout=1, with_scheduler=False, clock=self.clock)
         self.task = asyncio.create_task(self.runner.run())
         ready = asyncio.create_task(self.runner.ready.wait())
         done, _ = await asyncio.wait({ready, self.task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)

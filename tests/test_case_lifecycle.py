@@ -270,3 +270,38 @@ async def test_an_edited_message_is_not_run_again(bot):
     await bot.settle()
     replies = bot.api.sent(wang.id, since=mark)
     assert len(replies) == 1 and "修改" in replies[0].text
+
+
+async def test_a_case_that_cannot_be_fixed_is_closed_honestly(bot):
+    case = await report_streetlight(bot)
+    welcome = (await bot.say(zhao, "/start"))[-1]
+    more = (await bot.press(zhao, welcome, f"!c:more:{case.id}"))[-1]
+    ask = (await bot.press(zhao, more, f"c:cu:{case.id}"))[-1]
+    mark = bot.api.mark()
+    await bot.say(zhao, "该路灯属于市政主干线，需要市级部门改造")
+    async with bot.core.sessionmaker() as s:
+        c = await s.get(Case, case.id)
+    assert c.status == "closed_unresolved" and "市政主干线" in c.close_reason
+    assert any("无法解决" in t for t in bot.texts(wang.id, since=mark))
+
+
+async def test_a_captain_cannot_close_unresolved_without_a_supervisor(bot):
+    case = await report_streetlight(bot)
+    more = (await bot.press(li, bot.last_with_buttons(li.id), f"c:more:{case.id}"))[-1]
+    assert f"c:cu:{case.id}" not in bot.buttons(more)
+    await bot.press(li, more, f"!c:cu:{case.id}")
+    async with bot.core.sessionmaker() as s:
+        assert (await s.get(Case, case.id)).status == "new"
+
+
+async def test_it_marks_a_user_who_blocked_the_bot_inactive(bot):
+    case = await report_streetlight(bot)
+    bot.api.block_chat(wang.id)
+    await bot.press(li, bot.last_with_buttons(li.id), f"c:acc:{case.id}")
+    await bot.delivered()
+    async with bot.core.sessionmaker() as s:
+        assert (await s.get(Person, wang.id)).is_active is False
+    bot.api.unblock_chat(wang.id)
+    await bot.say(wang, "/my")
+    async with bot.core.sessionmaker() as s:
+        assert (await s.get(Person, wang.id)).is_active is True

@@ -51,6 +51,7 @@ def task_buttons(t: Texts, case: Case) -> list[list[Button]]:
             [Button(t("btn.transfer"), f"c:tr:{case.id}")]]
     if not case.share_contact:
         rows[1].append(Button(t("btn.message_resident"), f"c:msg:{case.id}"))
+    rows[1].append(Button(t("btn.more"), f"c:more:{case.id}"))
     if case.status == "accepted":
         rows[0] = [Button(t("btn.resolve"), f"c:res:{case.id}")]
     return rows
