@@ -13,12 +13,7 @@ MAX_QUESTION = 500
 
 
 def _entries(ctx) -> dict:
-    m = ctx.core.matcher
-    by_id = getattr(m, "_by_id_cache", None)
-    if by_id is None:
-        by_id = {e.id: e for e in m.entries}
-        m._by_id_cache = by_id
-    return by_id
+    return ctx.core.matcher.by_id
 
 
 def _answer_text(ctx, entry) -> str:
@@ -43,8 +38,12 @@ async def answer_question(ctx, text: str) -> None:
         if rows:
             await ctx.say("faq.did_you_mean", rows)
             return
-    from knowledge.normalize import normalize
+    from knowledge.normalize import is_chitchat, normalize
 
+    if is_chitchat(text):
+        # a greeting or a thank-you is not a question nobody answered
+        await ctx.say("faq.chitchat")
+        return
     q = UnansweredQuestion(at=ctx.now, user_id=ctx.ev.user.id, query=text, normalized=(normalize(text) or text)[:300])
     ctx.session.add(q)
     await ctx.session.flush()

@@ -463,10 +463,7 @@ async def resident_action(ctx, case: Case, action: str, arg: str) -> None:
         elif action == "no":
             await service.move(session=ctx.session, case=case, action="reopen", actor=actor, now=ctx.now,
                                note=ctx.t("cases.reopen_note"))
-            cat = await ctx.session.get(Category, case.category_id)
-            case.deadline_at = service.compute_deadline(case, cat, ctx.now, tz)
-            case.next_check_at = case.deadline_at
-            case.chase_level = 0
+            service.start_clock(case, await ctx.session.get(Category, case.category_id), ctx.now, tz)
             await ctx.edit(ctx.t("cases.reopened_resident", ref=case.ref,
                                  deadline=flows.fmt_time(case.deadline_at, tz)))
             await flows.after_reopen(session=ctx.session, now=ctx.now, case=case, tz=tz,

@@ -225,11 +225,8 @@ async def on_transfer_reason(ctx) -> None:
     else:
         case.assignee_id = int(data["to"])
     case.assigned_at = ctx.now
-    case.chase_level = 0
     # a transfer restarts the clock for the new assignee
-    cat = await ctx.session.get(Category, case.category_id)
-    case.deadline_at = service.compute_deadline(case, cat, ctx.now, ctx.settings.tz)
-    case.next_check_at = case.deadline_at
+    service.start_clock(case, await ctx.session.get(Category, case.category_id), ctx.now, ctx.settings.tz)
     area = await ctx.session.get(Area, case.area_id) if case.area_id else None
     await ctx.say("work.transferred", ref=case.ref, target=area.name if area else "—")
     if case.assignee_id and case.assignee_id != old_assignee:

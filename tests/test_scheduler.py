@@ -154,10 +154,7 @@ async def reopen(core, case_id: int) -> None:
     async with core.sessionmaker() as s, s.begin():
         c = await s.get(Case, case_id)
         await service.move(session=s, case=c, action="reopen", actor=Actor(id=WANG), now=core.clock(), note="没修好")
-        cat = await s.get(service.Category, c.category_id)
-        c.deadline_at = service.compute_deadline(c, cat, core.clock(), core.settings.tz)
-        c.next_check_at = c.deadline_at
-        c.chase_level = 0
+        service.start_clock(c, await s.get(service.Category, c.category_id), core.clock(), core.settings.tz)
 
 
 async def test_reopening_restarts_the_chase_with_new_keys(core, clock):

@@ -40,6 +40,19 @@ def deadline(start: datetime, sla_hours: float, *, working_time: bool, tz: ZoneI
     raise ValueError("deadline too far in the future")
 
 
-def reminder_time(start: datetime, due: datetime, fraction: float = 0.8) -> datetime:
+REMIND_AT = 0.8  # the assignee is reminded at 80% of the time allowed
+
+
+def reminder_time(start: datetime, due: datetime, fraction: float = REMIND_AT) -> datetime:
     """The pre-deadline reminder: at `fraction` of the time allowed."""
     return start + (due - start) * fraction
+
+
+def reminder_at(start: datetime, due: datetime, category, tz: ZoneInfo) -> datetime:
+    """When the assignee is reminded: at REMIND_AT of the time allowed. For a working-time
+    SLA that is REMIND_AT of the working time (never on the weekend before a Monday deadline)."""
+    if category is not None and category.working_hours and category.sla_hours:
+        r = deadline(start, category.sla_hours * REMIND_AT, working_time=True, tz=tz)
+    else:
+        r = reminder_time(start, due, REMIND_AT)
+    return min(r, due)

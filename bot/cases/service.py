@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.models import Area, Category
-from bot.cases.deadlines import deadline
+from bot.cases.deadlines import deadline, reminder_at
 from bot.cases.models import Case, CaseEvent, CasePhoto, CaseSubscriber
 from bot.cases.transitions import OPEN, Actor, Event, apply
 
@@ -72,6 +72,14 @@ def compute_deadline(case: Case, category: Category, start: datetime, tz) -> dat
     return deadline(start, category.sla_hours, working_time=category.working_hours, tz=tz)
 
 
+def start_clock(case: Case, category: Category, start: datetime, tz) -> None:
+    """A new deadline from `start` (assignment, transfer, reopen); the chase starts over and the
+    sweep next looks at the case at its reminder time."""
+    case.deadline_at = compute_deadline(case, category, start, tz)
+    case.next_check_at = reminder_at(start, case.deadline_at, category, tz)
+    case.chase_level = 0
+
+
 def record(session: AsyncSession, event: Event, now: datetime) -> None:
     session.add(CaseEvent(case_id=event.case_id, at=now, actor_id=event.actor_id, action=event.action,
                           from_status=event.from_status, to_status=event.to_status, note=event.note or ""))
@@ -87,8 +95,7 @@ async def create(*, session: AsyncSession, now: datetime, tz, reporter_id: int, 
              was_overdue=False)
     c.assignee_id = await assignee_for(session=session, area_id=area_id)
     c.assigned_at = now
-    c.deadline_at = compute_deadline(c, category, now, tz)
-    c.next_check_at = c.deadline_at
+    start_clock(c, category, now, tz)
     session.add(c)
     await session.flush()
     for p in photos:

@@ -1,0 +1,220 @@
+"""Benchmark the overdue sweep and the morning digest on a large database.
+
+    python bench/sweep.py                       # 1,000,000 cases on SQLite (a few minutes)
+    python bench/sweep.py --cases 200000        # smaller
+    python bench/sweep.py --pg postgresql+asyncpg://user@host/db   # PostgreSQL too (DB is wiped!)
+    GRIDBOT_BENCH_PG_URL=... python bench/sweep.py
+
+Fills a database with N cases over the sample grid's 18 micro-grids and 1,000 workers: most
+closed over the past year, a realistic share open (about 4%), a quarter of those overdue and
+already chased, and a due batch for the sweep to take (overdue now, never chased). Then
+times one sweep (the due batch: overdue messages and escalations), a sweep with nothing due
+(the steady state, once a minute) and one digest run, and prints the query plans of the
+sweep's and the digest's queries (EXPLAIN QUERY PLAN / EXPLAIN), to show they use indexes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import event, func, insert, select, text  # noqa: E402
+
+from bot.app import Core  # noqa: E402
+from bot.areas.models import Area, Category  # noqa: E402
+from bot.cases.models import Case  # noqa: E402
+from bot.db import Base, import_all_models, make_engine  # noqa: E402
+from bot.outbox.models import OutboxMessage  # noqa: E402
+from bot.people.models import Person  # noqa: E402
+from bot.runner import prepare_database  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
+from scheduler import jobs  # noqa: E402
+
+NOW = datetime(2026, 11, 24, 0, 30, tzinfo=timezone.utc)  # 08:30 in Shanghai: digest time
+WORKERS = 1000
+WORKER_BASE = 500_000
+CHUNK = 5000
+OPEN_SHARE = 0.04
+OVERDUE_SHARE = 0.25  # of the open cases
+FINAL_OTHER = ("closed_unresolved", "duplicate", "withdrawn")
+
+
+def build_rows(n: int, areas: list[str], cats: list[tuple[str, float]], due_batch: int, seed: int = 7):
+    """Yield case rows in chunks; deterministic."""
+    rnd = random.Random(seed)
+    worker_area = {WORKER_BASE + i: areas[i % len(areas)] for i in range(WORKERS)}
+    workers = list(worker_area)
+    n_open = int(n * OPEN_SHARE)
+    chunk = []
+    for k in range(n):
+        w = workers[rnd.randrange(WORKERS)]
+        cat, sla = cats[rnd.randrange(len(cats))]
+        row = dict(category_id=cat, description="路灯不亮，晚上很黑", address="香港中路12号", area_id=worker_area[w],
+                   reporter_id=9_000_000 + rnd.randrange(50_000), assignee_id=w, share_contact=False,
+                   language="zh", reporter_count=1, reopen_count=0, chase_level=0, was_overdue=False,
+                   rating=None, resolved_at=None, closed_at=None, accepted_at=None, next_check_at=None)
+        if k < due_batch:  # overdue now, never chased: the sweep's work
+            created = NOW - timedelta(hours=sla + rnd.uniform(0.1, 0.9))
+            due = created + timedelta(hours=sla)
+            row.update(status="new", next_check_at=due)
+        elif k < n_open:
+            created = NOW - timedelta(hours=rnd.uniform(0, 24 * 10))
+            due = created + timedelta(hours=sla)
+            status = rnd.choice(("new", "accepted", "accepted", "reopened"))
+            row.update(status=status, accepted_at=created + timedelta(hours=1) if status != "new" else None)
+            if due < NOW:  # overdue, escalated already; the next level later
+                row.update(chase_level=2, was_overdue=True, next_check_at=max(due + timedelta(hours=24),
+                                                                              NOW + timedelta(minutes=30)))
+            else:  # waiting for its reminder
+                row.update(next_check_at=created + (due - created) * 0.8 if rnd.random() < 0.5 else due)
+                if row["next_check_at"] <= NOW:
+                    row.update(chase_level=1, next_check_at=due)
+        else:
+            created = NOW - timedelta(days=rnd.uniform(0, 365))
+            due = created + timedelta(hours=sla)
+            fixed_at = created + timedelta(hours=sla * rnd.uniform(0.1, 1.3))
+            r = rnd.random()
+            if r < 0.02:
+                row.update(status=FINAL_OTHER[rnd.randrange(3)], closed_at=fixed_at)
+            elif r < 0.03 and fixed_at > NOW - timedelta(days=7):
+                row.update(status="resolved", resolved_at=fixed_at, accepted_at=created + timedelta(hours=2),
+                           next_check_at=fixed_at + timedelta(days=7))
+            else:
+                row.update(status="closed", accepted_at=created + timedelta(hours=rnd.uniform(0.2, 30)),
+                           resolved_at=fixed_at, closed_at=fixed_at + timedelta(hours=rnd.uniform(1, 48)),
+                           rating=rnd.choice((None, 3, 4, 5, 5)), was_overdue=fixed_at > due)
+            if row["closed_at"] and row["closed_at"] > NOW:
+                row["closed_at"] = NOW - timedelta(minutes=1)
+        row.update(created_at=created, updated_at=created, assigned_at=created, deadline_at=due)
+        chunk.append(row)
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def fill(core: Core, n: int, due_batch: int) -> float:
+    t0 = time.perf_counter()
+    async with core.sessionmaker() as s:
+        areas = [a.id for a in (await s.execute(select(Area).where(Area.level == 3))).scalars()]
+        cats = [(c.id, c.sla_hours) for c in (await s.execute(select(Category))).scalars()]
+    async with core.sessionmaker() as s, s.begin():
+        await s.execute(insert(Person), [dict(id=WORKER_BASE + i, name=f"网格员{i:04d}", created_at=NOW,
+                                              is_active=True, has_chatted=True, is_admin=False)
+                                         for i in range(WORKERS)])
+    done = 0
+    for chunk in build_rows(n, areas, cats, due_batch):
+        async with core.engine.begin() as conn:
+            await conn.execute(insert(Case.__table__), chunk)  # multi-row INSERTs (insertmanyvalues)
+        done += len(chunk)
+        if done % 100_000 < CHUNK:
+            print(f"  … {done:,} cases ({time.perf_counter() - t0:.0f} s)", flush=True)
+    async with core.engine.begin() as conn:
+        await conn.execute(text("ANALYZE"))
+    return time.perf_counter() - t0
+
+
+class Recorder:
+    """Keeps the distinct SELECTs on `cases` a piece of work ran, to EXPLAIN them after."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.seen: dict[str, tuple] = {}
+        self.on = False
+        event.listen(engine.sync_engine, "before_cursor_execute", self._hook)
+
+    def _hook(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        s = statement.lstrip().upper()
+        if self.on and not executemany and s.startswith("SELECT") and " CASES" in s:
+            self.seen.setdefault(statement, parameters)
+
+
+async def explain(engine, recorder: Recorder, title: str) -> None:
+    sqlite = engine.dialect.name == "sqlite"
+    print(f"\n--- query plans: {title} ---")
+    for stmt, params in recorder.seen.items():
+        one_line = " ".join(stmt.split())
+        print(f"\n> {one_line[:230]}{'…' if len(one_line) > 230 else ''}")
+        async with engine.connect() as conn:
+            prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+            rows = (await conn.exec_driver_sql(prefix + stmt, params)).all()
+        for r in rows:
+            print("   ", r[-1] if sqlite else r[0])
+    recorder.seen.clear()
+
+
+async def timed(label: str, coro):
+    t0 = time.perf_counter()
+    result = await coro
+    dt = time.perf_counter() - t0
+    print(f"{label:<34} {dt * 1000:9.0f} ms   {result}")
+    return dt, result
+
+
+async def bench(url: str, n: int, due_batch: int, plans: bool) -> dict:
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":  # a clean schema
+        import_all_models()
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.drop_all)
+            await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    settings = load_settings(database_url=url, admin_ids="9100", bot_token="")
+    await prepare_database(settings, engine)
+    core = Core(settings, engine=engine, clock=lambda: NOW)
+    print(f"\n=== {engine.dialect.name}: {n:,} cases, {WORKERS} workers, due batch {due_batch} ===")
+    fill_s = await fill(core, n, due_batch)
+    async with core.sessionmaker() as s:
+        open_n = (await s.execute(select(func.count()).select_from(Case).where(
+            Case.status.in_(("new", "accepted", "reopened"))))).scalar()
+    print(f"filled in {fill_s:.0f} s; open cases {open_n:,}")
+    rec = Recorder(engine)
+    rec.on = True
+    out = {}
+    out["sweep_due"], r = await timed("sweep (the due batch)", jobs.sweep(core, NOW))
+    if plans:
+        await explain(engine, rec, "sweep")
+    idle = sorted([(await timed("sweep (nothing due: every minute)", jobs.sweep(core, NOW)))[0] for _ in range(5)])
+    out["sweep_idle"] = idle[2]
+    print(f"{'  idle sweep, median of 5':<34} {idle[2] * 1000:9.0f} ms")
+    rec.seen.clear()
+    out["digest"], _ = await timed("digest (all recipients)", jobs.digest(core, NOW, force=True))
+    if plans:
+        await explain(engine, rec, "digest")
+    rec.on = False
+    async with core.sessionmaker() as s:
+        msgs = (await s.execute(select(OutboxMessage.kind, func.count()).group_by(OutboxMessage.kind))).all()
+    print("outbox:", dict(msgs))
+    await engine.dispose()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=int, default=1_000_000)
+    ap.add_argument("--due", type=int, default=1000, help="cases the sweep finds due (overdue now)")
+    ap.add_argument("--sqlite", default="", help="SQLite file (default: a temporary one)")
+    ap.add_argument("--pg", default=os.environ.get("GRIDBOT_BENCH_PG_URL", ""),
+                    help="a PostgreSQL URL (postgresql+asyncpg://…); its tables are dropped first")
+    ap.add_argument("--no-plans", action="store_true")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = a.sqlite or str(Path(tmp) / "bench.db")
+        if a.sqlite and Path(path).exists():
+            Path(path).unlink()
+        asyncio.run(bench(f"sqlite+aiosqlite:///{path}", a.cases, a.due, not a.no_plans))
+    if a.pg:
+        asyncio.run(bench(a.pg, a.cases, a.due, not a.no_plans))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""Case statistics: the one place every figure is computed (digests, weekly list, /stats).
+
+Everything is aggregated in SQL, grouped by area, in a fixed number of queries whatever the
+number of areas or workers; callers roll areas up into subtrees in Python (the area tree is
+small). Figures for a period [start, end):
+
+- new        cases reported in the period
+- assigned   cases assigned (or re-assigned) in the period; responded: of those, accepted or
+             resolved within `response_hours` (the 12345 hotline's 响应率)
+- accepted, resolved, closed   moves made in the period (resolved counts only cases still fixed)
+- due        cases whose deadline fell in the period (up to `now`); of those
+  due_fixed          resolved or closed now        → resolution rate  (办结率)
+  due_fixed_on_time  resolved by the deadline      → rectification rate (整改率)
+  overdue            not finished by the deadline
+- rated / satisfied   cases closed in the period with a rating / a rating ≥ 4 (满意率)
+- open / overdue_open  the state now, not tied to the period
+
+"closed_unresolved", "duplicate" and "withdrawn" never count as fixed (transitions.FIXED).
+
+Indexes: the period query walks ix_cases_created over the cases reported since
+`start - lookback`; the state query walks the status index over active cases only. Events
+in the period on cases reported before `start - lookback` and already final are not counted
+(a case closed this week that was reported three months ago): that keeps the daily digest
+off a full table scan; pass a longer `lookback` for an exact historical report.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, extract, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.areas.models import Area
+from bot.cases.models import Case
+from bot.cases.transitions import FIXED, OPEN
+from bot.sql import dialect_name
+
+RESPONSE_HOURS = 24  # 12345 practice: a task must be signed for (签收) within a working day
+LOOKBACK = timedelta(days=45)  # longer than an SLA plus the auto-close time
+SATISFIED_RATING = 4
+ACTIVE = OPEN + ("resolved",)  # not final: events on these may happen any time
+GRID_LEVEL = 2  # 街道 0 → 社区 1 → 网格 2 → 微网格 3
+
+
+@dataclass
+class Figures:
+    new: int = 0
+    assigned: int = 0
+    responded: int = 0
+    accepted: int = 0
+    resolved: int = 0
+    closed: int = 0
+    due: int = 0
+    due_fixed: int = 0
+    due_fixed_on_time: int = 0
+    overdue: int = 0
+    rated: int = 0
+    satisfied: int = 0
+    open: int = 0
+    overdue_open: int = 0
+
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    @staticmethod
+    def _rate(num: int, den: int) -> float | None:
+        return num / den if den else None
+
+    @property
+    def rectification_rate(self) -> float | None:
+        """整改率: fixed by the deadline / due."""
+        return self._rate(self.due_fixed_on_time, self.due)
+
+    @property
+    def resolution_rate(self) -> float | None:
+        """办结率: resolved or closed / due."""
+        return self._rate(self.due_fixed, self.due)
+
+    @property
+    def response_rate(self) -> float | None:
+        """响应率: accepted within RESPONSE_HOURS / assigned."""
+        return self._rate(self.responded, self.assigned)
+
+    @property
+    def satisfaction_rate(self) -> float | None:
+        """满意率: ratings ≥ 4 / rated."""
+        return self._rate(self.satisfied, self.rated)
+
+    @property
+    def quiet(self) -> bool:
+        return not any(getattr(self, f.name) for f in fields(self))
+
+
+def percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.0f}%"
+
+
+# --- the area tree ------------------------------------------------------------------------
+
+
+@dataclass
+class AreaTree:
+    areas: dict[str, Area]
+    children: dict[str | None, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, areas: list[Area]) -> AreaTree:
+        by_id = {a.id: a for a in areas}
+        kids: dict[str | None, list[str]] = defaultdict(list)
+        for a in sorted(areas, key=lambda a: (a.sort_order, a.id)):
+            kids[a.parent_id if a.parent_id in by_id else None].append(a.id)
+        return cls(by_id, dict(kids))
+
+    def subtree(self, root: str) -> list[str]:
+        out, stack, seen = [], [root], set()
+        while stack:
+            a = stack.pop()
+            if a in seen or a not in self.areas:
+                continue
+            seen.add(a)
+            out.append(a)
+            stack.extend(reversed(self.children.get(a, [])))
+        return out
+
+    def rows_for(self, root: str | None, level: int = GRID_LEVEL) -> list[str]:
+        """The areas a breakdown shows under `root` (None = the whole tree): those at `level`,
+        or `root` itself when it is at or below that level."""
+        if root is not None:
+            r = self.areas.get(root)
+            if r is None:
+                return []
+            if r.level >= level:
+                return [root]
+            ids = self.subtree(root)
+        else:
+            ids = [a for top in self.children.get(None, []) for a in self.subtree(top)]
+        return [a for a in ids if self.areas[a].level == level]
+
+    def name(self, area_id: str | None) -> str:
+        a = self.areas.get(area_id) if area_id else None
+        return a.name if a else "—"
+
+
+async def area_tree(*, session: AsyncSession) -> AreaTree:
+    return AreaTree.of(list((await session.execute(select(Area))).scalars()))
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def _hours(session: AsyncSession, a, b):
+    """b - a in hours, in SQL."""
+    if dialect_name(session) == "sqlite":
+        return (func.julianday(b) - func.julianday(a)) * 24.0
+    return extract("epoch", b - a) / 3600.0
+
+
+def _count(cond):
+    return func.count(case((cond, 1)))
+
+
+def _period_columns(session, start, end, now, response_hours, extra=None):
+    def within(col):
+        return and_(col >= start, col < end)
+
+    due_end = min(end, now)
+    due = and_(Case.deadline_at >= start, Case.deadline_at < due_end)
+    fixed = Case.status.in_(FIXED)
+    on_time = and_(fixed, Case.resolved_at <= Case.deadline_at)
+    finished = func.coalesce(Case.resolved_at, Case.closed_at)
+    responded_at = func.coalesce(Case.accepted_at, Case.resolved_at)
+    cols = {
+        "new": within(Case.created_at),
+        "assigned": and_(within(Case.assigned_at), Case.assignee_id.is_not(None)),
+        "responded": and_(within(Case.assigned_at), Case.assignee_id.is_not(None), responded_at >= Case.assigned_at,
+                          _hours(session, Case.assigned_at, responded_at) <= response_hours),
+        "accepted": within(Case.accepted_at),
+        "resolved": and_(within(Case.resolved_at), fixed),
+        "closed": and_(within(Case.closed_at), Case.status == "closed"),
+        "due": due,
+        "due_fixed": and_(due, fixed),
+        "due_fixed_on_time": and_(due, on_time),
+        "overdue": and_(due, Case.status.not_in(("withdrawn", "duplicate")),
+                        (finished.is_(None)) | (finished > Case.deadline_at)),
+        "rated": and_(within(Case.closed_at), Case.rating.is_not(None)),
+        "satisfied": and_(within(Case.closed_at), Case.rating >= SATISFIED_RATING),
+    }
+    return [_count(and_(c, extra) if extra is not None else c).label(k) for k, c in cols.items()]
+
+
+async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start: datetime, end: datetime,
+                    now: datetime, response_hours: float = RESPONSE_HOURS,
+                    lookback: timedelta = LOOKBACK) -> dict[str | None, Figures]:
+    """Figures per area (cases without an area under None), in two grouped queries."""
+    cutoff = start - lookback
+    per: dict[str | None, Figures] = defaultdict(Figures)
+
+    def scoped(q):
+        return q.where(Case.area_id.in_(area_ids)) if area_ids is not None else q
+
+    # 1. the period's events on cases reported since the cutoff (ix_cases_created range)
+    q1 = scoped(select(Case.area_id, *_period_columns(session, start, end, now, response_hours))
+                .where(Case.created_at >= cutoff, Case.created_at < end)).group_by(Case.area_id)
+    # 2. the state now, over active cases only (status index); plus the period's events on
+    #    active cases reported before the cutoff (not counted by 1)
+    older = Case.created_at < cutoff
+    q2 = scoped(select(Case.area_id, _count(Case.status.in_(OPEN)).label("open"),
+                       _count(and_(Case.status.in_(OPEN), Case.deadline_at < now)).label("overdue_open"),
+                       *_period_columns(session, start, end, now, response_hours, extra=older))
+                .where(Case.status.in_(ACTIVE))).group_by(Case.area_id)
+    for q in (q1, q2):
+        for row in (await session.execute(q)).mappings():
+            f = per[row["area_id"]]
+            for k, v in row.items():
+                if k != "area_id":
+                    setattr(f, k, getattr(f, k) + int(v or 0))
+    return dict(per)
+
+
+def rollup(per_area: dict[str | None, Figures], area_ids: list[str] | None = None) -> Figures:
+    """The sum over `area_ids` (None = everything)."""
+    keys = per_area.keys() if area_ids is None else [a for a in area_ids if a in per_area]
+    total = Figures()
+    for k in keys:
+        total = total + per_area[k]
+    return total
+
+
+async def figures(*, session: AsyncSession, area_ids: list[str] | None, start: datetime, end: datetime,
+                  now: datetime, response_hours: float = RESPONSE_HOURS, lookback: timedelta = LOOKBACK) -> Figures:
+    """The figures for a set of areas (a subtree: see AreaTree.subtree; None = the district)."""
+    return rollup(await breakdown(session=session, area_ids=area_ids, start=start, end=end, now=now,
+                                  response_hours=response_hours, lookback=lookback))
+
+
+# --- lists -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """A case in a list: what a digest line needs, without loading the whole row."""
+
+    id: int
+    area_id: str | None
+    assignee_id: int | None
+    category_id: str
+    description: str
+    address: str
+    deadline_at: datetime | None
+    status: str
+
+    @property
+    def ref(self) -> str:
+        return f"#{self.id}"
+
+
+_ITEM_COLUMNS = (Case.id, Case.area_id, Case.assignee_id, Case.category_id, Case.description, Case.address,
+                 Case.deadline_at, Case.status)
+
+
+def _items(rows) -> list[Item]:
+    return [Item(r.id, r.area_id, r.assignee_id, r.category_id, r.description or "", r.address or "",
+                 r.deadline_at, r.status) for r in rows]
+
+
+async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int = 5,
+                          area_ids: list[str] | None = None) -> dict[str | None, list[Item]]:
+    """The oldest overdue open cases of each area (at most per_area each), in one query.
+
+    The k oldest of a subtree are among the k oldest of its areas, so callers merge these."""
+    rn = func.row_number().over(partition_by=Case.area_id, order_by=(Case.deadline_at, Case.id)).label("rn")
+    inner = select(*_ITEM_COLUMNS, rn).where(Case.status.in_(OPEN), Case.deadline_at < now)
+    if area_ids is not None:
+        inner = inner.where(Case.area_id.in_(area_ids))
+    sub = inner.subquery()
+    q = select(*[sub.c[c.key] for c in _ITEM_COLUMNS]).where(sub.c.rn <= per_area).order_by(sub.c.deadline_at,
+                                                                                             sub.c.id)
+    out: dict[str | None, list[Item]] = defaultdict(list)
+    for item in _items((await session.execute(q)).all()):
+        out[item.area_id].append(item)
+    return dict(out)
+
+
+def oldest(per_area: dict[str | None, list[Item]], area_ids: list[str] | None, limit: int = 5) -> list[Item]:
+    keys = per_area.keys() if area_ids is None else [a for a in area_ids if a in per_area]
+    items = [i for k in keys for i in per_area[k]]
+    return sorted(items, key=lambda i: (i.deadline_at, i.id))[:limit]
+
+
+async def overdue_cases(*, session: AsyncSession, now: datetime, area_ids: list[str] | None = None,
+                        limit: int = 500) -> tuple[list[Item], int]:
+    """Open overdue cases, oldest deadline first (the weekly list), and how many there are."""
+    cond = [Case.status.in_(OPEN), Case.deadline_at < now]
+    if area_ids is not None:
+        cond.append(Case.area_id.in_(area_ids))
+    total = (await session.execute(select(func.count()).select_from(Case).where(*cond))).scalar_one()
+    rows = (await session.execute(select(*_ITEM_COLUMNS).where(*cond).order_by(Case.deadline_at, Case.id)
+                                  .limit(limit))).all()
+    return _items(rows), int(total)
+
+
+@dataclass
+class Load:
+    open: int = 0
+    overdue: int = 0
+    tasks: list[Item] = field(default_factory=list)
+
+
+async def workloads(*, session: AsyncSession, now: datetime, per_worker: int = 10) -> dict[int, Load]:
+    """Every assignee's open and overdue counts and most urgent tasks: two queries in all
+    (a grouped count and a window over the open cases), never one per worker."""
+    counts = (select(Case.assignee_id, func.count().label("open"),
+                     _count(Case.deadline_at < now).label("overdue"))
+              .where(Case.status.in_(OPEN), Case.assignee_id.is_not(None)).group_by(Case.assignee_id))
+    out: dict[int, Load] = {}
+    for r in (await session.execute(counts)).all():
+        out[int(r.assignee_id)] = Load(open=int(r.open), overdue=int(r.overdue))
+    rn = func.row_number().over(partition_by=Case.assignee_id, order_by=(Case.deadline_at, Case.id)).label("rn")
+    sub = (select(*_ITEM_COLUMNS, rn).where(Case.status.in_(OPEN), Case.assignee_id.is_not(None))).subquery()
+    q = select(*[sub.c[c.key] for c in _ITEM_COLUMNS]).where(sub.c.rn <= per_worker).order_by(
+        sub.c.assignee_id, sub.c.deadline_at, sub.c.id)
+    for item in _items((await session.execute(q)).all()):
+        if item.assignee_id in out:
+            out[item.assignee_id].tasks.append(item)
+    return out

@@ -1,0 +1,366 @@
+"""FAQ matcher: query → best knowledge-base entry, with a calibrated answer/suggest/unknown decision.
+
+Pipeline for one query (``Matcher.match``):
+
+1. Out-of-scope guard: greetings, thanks, acknowledgements and other chit-chat, or a query whose
+   normalised form is empty → ``unknown`` straight away.
+2. Features: jieba words (domain words added to a private jieba tokenizer) and character
+   bigrams of the Chinese runs; stop words are dropped, generic words (问题, 处理 …) kept but
+   not counted as "meaningful".
+3. Candidate generation through an inverted index built at load time: only entries sharing a
+   feature with the query are touched. Each entry gets an IDF-weighted query-coverage score
+   (how much of the query's IDF mass the entry's question/alternates/tags — and, with a small
+   weight, its answer — contain).
+4. Re-scoring of the best few candidates against each stored phrasing (question and alternates):
+   phrasing coverage (how much of the phrasing the query covers) and rapidfuzz
+   ``token_set_ratio`` on word tokens / ``partial_ratio`` on characters.
+5. Decision: ``answer`` only when the best score is high, clearly ahead of the runner-up and
+   enough meaningful features matched; ``suggest`` (up to three "did you mean") for a plausible
+   but uncertain match; otherwise ``unknown``. Prefers "I don't know" to a wrong answer.
+
+Thresholds are the named constants below; see their comments for how they were calibrated.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+from rapidfuzz import fuzz
+
+from knowledge.loader import Entry, load_kb
+from knowledge.normalize import is_chitchat, normalize
+
+__all__ = ["Match", "Matcher", "features", "ANSWER_MIN", "SUGGEST_MIN", "ANSWER_MARGIN", "MIN_MEANINGFUL"]
+
+Decision = Literal["answer", "suggest", "unknown"]
+
+# --------------------------------------------------------------------------- calibrated constants
+# Calibrated on tests/data/faq_eval.yaml (309 in-scope resident queries, 75 out-of-scope) against
+# the bundled knowledge base (see bench/faq.py): sweeping ANSWER_MIN 45–60 × ANSWER_MARGIN 0–12,
+# 48/6 keeps confidently-wrong answers under 1 % (45/5 gave 1.3 %, 0 margin 3–4 %) while answering
+# ~65 % outright; SUGGEST_MIN was lowered 30 → 25 (suggestions for 96 % of in-scope queries) while
+# out-of-scope queries still get "did you mean" only 2.7 % of the time and are never answered.
+# Scores are 0–100.
+ANSWER_MIN = 48.0        # best score needed to answer outright
+ANSWER_MARGIN = 6.0      # … and it must lead the runner-up entry by this much
+SUGGEST_MIN = 25.0       # below this nothing is offered ("unknown")
+MIN_MEANINGFUL = 1.6     # IDF mass of meaningful (non-stop, non-generic) features the best entry must match to answer
+MIN_MEANINGFUL_SUGGEST = 0.8  # … and to be suggested at all
+RESCORE_TOP = 8          # candidates re-scored with rapidfuzz
+CANDIDATE_POOL = 30      # best partial scores kept when frequent features were skipped
+MAX_POSTINGS = 500       # a feature in more entries than this is not walked (its IDF is low anyway) …
+MAX_POSTINGS_SHARE = 0.05  # … unless that is under this share of the KB (small KBs are always exact)
+MAX_CANDIDATES = 3       # suggestions returned
+
+# Feature weights.
+W_WORD = 1.0             # a jieba word of the query
+W_BIGRAM = 0.45          # a character bigram (typo/segmentation robustness)
+G_GENERIC = 0.4          # factor on a generic word (问题, 处理, 小区 …) and its bigram
+W_CHAR = 0.2             # a single (non-stop) Chinese character: recall for very short/odd phrasings
+F_PHRASE = 1.0           # feature found in the question or an alternate
+F_TAG = 0.8              # … in a tag
+F_ANSWER = 0.3           # … only in the answer text
+F_ANSWER_NUMBER = 0.8    # … a number of 3+ digits (hotline) in the answer text
+
+# Blend of the final score (sums to 1).
+B_COVER = 0.45           # query coverage by the entry (IDF-weighted)
+B_PHRASE = 0.30          # best phrasing: how much of it the query covers (IDF-weighted)
+B_FUZZ = 0.25            # best phrasing: rapidfuzz similarity
+
+# --------------------------------------------------------------------------- vocabulary
+
+# Function words and question words: never features.
+STOP_WORDS = frozenset("""
+的 了 是 我 我们 我家 你 你们 您 他 她 它 他们 这 那 这个 那个 这种 这样 那样 这里 那里 这边 那边 这些 那些
+怎么 怎么办 怎样 怎么样 如何 什么 啥 咋 咋办 咋弄 咋整 哪 哪里 哪儿 哪个 哪些 谁 为什么 为啥 干嘛 干啥
+能 能不能 可以 可不可以 吗 呢 吧 啊 呀 要 想 需要 应该 还 也 都 就 在 有 有没有 没有 没 和 跟 与 或者 还是
+一个 个 把 被 给 对 向 让 会 不会 得 地 着 过 很 太 多 又 再 已经 请 下 一下 帮 帮忙 是不是 算 行 行不行
+不 要不要 该 去 来 到 呢 么 吧 嘛 的话 时候 一直 老是 总是 现在 今天 最近 然后 但是 可是 因为 所以 如果 就是
+之后 以后 之前 以前 的时候 干什么 做什么 是干什么的 干嘛的 做 么办 怎么做 怎么弄 怎么搞 可能 能否 是否
+自己 大家 别人 一些 一点 有点 好多 好几 特别 非常 真的 比较 还有 以及 等 等等 之类 其实 到底 具体 一般
+how do does did i a an the is are was be to my me you your can could what where when who which why of for in on
+at it this that there with and or not no get has have it's i'm im any some
+""".split())
+
+# Generic words: they count in scores but not as evidence that the query is on a topic.
+GENERIC_WORDS = frozenset("""
+问题 处理 反映 情况 事情 事 东西 办法 电话 打 找 办 弄 搞 说 看 查 告诉 知道 用 报 发 管 负责 联系
+上报 怎么处理 解决 小区 社区 附近 门口 家 楼 楼下 楼上 路 路边 人 有人 邻居 居民 一 二 三 几 天 好 坏 坏了
+几点 几天 多少 时候 时间 晚上 白天 天天 每天 前几天 好几天 一天 现在 今天 明天 昨天 能用 可用
+""".split())
+
+# Characters whose bigrams carry no topic (both chars in this set → not meaningful).
+_STOP_CHARS = frozenset("的了是我你您他她它这那么什啥咋哪谁能可以吗呢吧啊呀要想还也都就在有没和跟或个把被给对向让会得地着过很太多又再已请下一不该去来到怎样如何为做干嘛之后前里上中")
+
+# Domain words the default jieba dictionary splits badly.
+DOMAIN_WORDS = (
+    "门前三包", "日产日清", "飞线充电", "私搭乱建", "占道经营", "出店经营", "流动摊贩", "违停", "僵尸车", "井盖",
+    "窨井", "路灯", "楼道灯", "声控灯", "充电桩", "电动车", "共享单车", "垃圾分类", "厨余垃圾", "有害垃圾",
+    "可回收物", "其他垃圾", "大件垃圾", "装修垃圾", "建筑垃圾", "老旧小区", "加装电梯", "阳光房", "广场舞",
+    "高空抛物", "消防通道", "灭火器", "消火栓", "网格员", "街长", "小街长", "网格化", "居委会", "志愿者",
+    "逾期", "转办", "办结", "撤回", "编号", "定位", "照片", "隐私", "群聊", "热线", "积水", "盲道", "油烟",
+    "小广告", "牛皮癣", "停水", "停电", "燃气", "流浪狗", "流浪猫", "遛狗", "健身器材", "公厕", "红绿灯",
+    "信号灯", "物业", "业委会", "调解", "养老", "助餐", "反诈", "诈骗", "违建", "噪音", "施工", "夜间施工",
+    "装修", "电钻", "喇叭", "招牌", "广告牌", "摆摊", "摊贩", "消杀", "老鼠", "蚊子", "树枝", "绿化", "绿地",
+)
+
+_CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
+_TOKEN_OK = re.compile(r"[\w\u3400-\u9fff]")
+
+_jieba_lock = threading.Lock()
+_tokenizer = None
+
+
+def _jieba():
+    """A private jieba tokenizer with the domain words, initialised once and quietly."""
+    global _tokenizer
+    if _tokenizer is None:
+        with _jieba_lock:
+            if _tokenizer is None:
+                import jieba
+
+                jieba.setLogLevel(logging.WARNING)
+                tok = jieba.Tokenizer()
+                tok.initialize()
+                for w in DOMAIN_WORDS:
+                    tok.add_word(w, freq=20000)
+                _tokenizer = tok
+    return _tokenizer
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    words: tuple[str, ...]        # non-stop jieba words, in order
+    keys: dict[str, float]        # feature key → query weight ("w:路灯", "b:路灯")
+    meaningful: frozenset[str]    # keys that are topic evidence
+    inside: frozenset[str] = frozenset()  # bigram keys lying inside one of the words (redundant for recall)
+
+
+def features(norm: str) -> Features:
+    """Features of an already-normalised text."""
+    keys: dict[str, float] = {}
+    meaningful: set[str] = set()
+    words: list[str] = []
+    if not norm:
+        return Features((), keys, frozenset(), frozenset())
+    for w in _jieba().lcut(norm):
+        w = w.strip()
+        if not w or w in STOP_WORDS or not _TOKEN_OK.search(w):
+            continue
+        words.append(w)
+        k = "w:" + w
+        if w in GENERIC_WORDS:
+            keys[k] = W_WORD * G_GENERIC
+        else:
+            keys[k] = W_WORD
+            if not (len(w) == 1 and w in _STOP_CHARS):
+                meaningful.add(k)
+    for run in _CJK_RUN.findall(norm):
+        for ch in run:
+            if ch not in _STOP_CHARS:
+                keys.setdefault("c:" + ch, W_CHAR)
+        for i in range(len(run) - 1):
+            bg = run[i:i + 2]
+            if bg in STOP_WORDS or (bg[0] in _STOP_CHARS and bg[1] in _STOP_CHARS):
+                continue
+            k = "b:" + bg
+            if bg in GENERIC_WORDS:
+                keys.setdefault(k, W_BIGRAM * G_GENERIC)
+            else:
+                keys.setdefault(k, W_BIGRAM)
+                meaningful.add(k)
+    inside = set()
+    for w in words:
+        if len(w) > 2:
+            for i in range(len(w) - 1):
+                if ("b:" + w[i:i + 2]) in keys and ("w:" + w[i:i + 2]) not in keys:
+                    inside.add("b:" + w[i:i + 2])
+        elif len(w) == 2 and ("b:" + w) in keys:
+            inside.add("b:" + w)
+    return Features(tuple(words), keys, frozenset(meaningful), frozenset(inside))
+
+
+@dataclass(slots=True)
+class Match:
+    answer_id: str | None
+    score: float
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    decision: Decision = "unknown"
+
+
+@dataclass(slots=True)
+class _Phrase:
+    entry: int
+    norm: str
+    seg: str                      # space-joined words, for token_set_ratio
+    keys: dict[str, float]        # feature → weight
+    mass: float                   # IDF mass of its features (filled after IDF is known)
+    flat: str = ""                # its words run together, for character-level fuzz
+
+
+class Matcher:
+    """Built once from the entries; ``match`` is cheap and thread-safe (read-only)."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self.entries: list[Entry] = list(entries)
+        self.by_id: dict[str, Entry] = {e.id: e for e in self.entries}
+        n = len(self.entries)
+        entry_keys: list[dict[str, float]] = []
+        phrases: list[_Phrase] = []
+        self._phrases_of: list[list[int]] = []
+        for i, e in enumerate(self.entries):
+            weights: dict[str, float] = {}
+            mine: list[int] = []
+            for text in (e.question, *e.alternates):
+                norm = normalize(text)
+                f = features(norm)
+                if not f.keys:
+                    continue
+                for k in f.keys:
+                    weights[k] = F_PHRASE
+                mine.append(len(phrases))
+                phrases.append(_Phrase(i, norm, " ".join(f.words), dict(f.keys), 0.0, "".join(f.words)))
+            for text in e.tags:
+                for k in features(normalize(text)).keys:
+                    weights[k] = max(weights.get(k, 0.0), F_TAG)
+            for k in features(normalize(e.answer)).keys:
+                weights.setdefault(k, F_ANSWER_NUMBER if k[2:].isdigit() and len(k) >= 5 else F_ANSWER)
+            entry_keys.append(weights)
+            self._phrases_of.append(mine)
+        self._entry_w = entry_keys
+        self._max_postings = max(MAX_POSTINGS, int(MAX_POSTINGS_SHARE * n))
+        df: dict[str, int] = {}
+        for weights in entry_keys:
+            for k in weights:
+                df[k] = df.get(k, 0) + 1
+        self._idf = {k: math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for k, d in df.items()}
+        self._default_idf = math.log(1.0 + (n + 0.5) / 0.5)
+        # Inverted index: feature → [(entry, idf * field weight)].
+        self._postings: dict[str, list[tuple[int, float]]] = {}
+        for i, weights in enumerate(entry_keys):
+            for k, w in weights.items():
+                self._postings.setdefault(k, []).append((i, self._idf[k] * w))
+        for p in phrases:
+            p.mass = sum(self._idf[k] * w for k, w in p.keys.items())
+        self._phrases = phrases
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> "Matcher":
+        return cls(load_kb(path))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    # ------------------------------------------------------------------ matching
+
+    def match(self, query: str) -> Match:
+        if not query or not query.strip() or is_chitchat(query):
+            return Match(None, 0.0, [], "unknown")
+        norm = normalize(query[:1000])
+        if not norm:
+            return Match(None, 0.0, [], "unknown")
+        qf = features(norm)
+        if not qf.meaningful:
+            return Match(None, 0.0, [], "unknown")
+        idf = self._idf
+        # query keys absent from the KB still count in the query's mass (they are unmatched content)
+        qmass = 0.0
+        acc: dict[int, float] = {}
+        postings = self._postings
+        common: list[str] = []  # features too frequent to walk their postings (scored exactly later)
+        inside = qf.inside
+        for k, qw in qf.keys.items():
+            kidf = idf.get(k)
+            if kidf is None:
+                qmass += self._default_idf * qw
+                continue
+            qmass += kidf * qw
+            plist = postings[k]
+            if k[0] == "c" or k in inside or len(plist) > self._max_postings:
+                # characters, and bigrams inside a query word, only add to candidates found otherwise
+                common.append(k)
+                continue
+            for i, w in plist:
+                acc[i] = acc.get(i, 0.0) + w * qw
+        if not acc and common:  # nothing but characters / frequent features: walk the rarest few anyway
+            common.sort(key=lambda k: len(postings[k]))
+            for k in common[:3]:
+                if len(postings[k]) > self._max_postings and acc:
+                    break
+                for i, w in postings[k]:
+                    acc[i] = acc.get(i, 0.0) + w * qf.keys[k]
+            common = common[3:]
+        if not acc or qmass <= 0:
+            return Match(None, 0.0, [], "unknown")
+        if len(acc) > CANDIDATE_POOL:
+            pool = [(i, acc[i]) for i in heapq.nlargest(CANDIDATE_POOL, acc, key=acc.__getitem__)]
+        else:
+            pool = list(acc.items())
+        if common:
+            ew = self._entry_w
+            pool = [(i, s + sum(ew[i].get(k, 0.0) * idf[k] * qf.keys[k] for k in common)) for i, s in pool]
+        pool.sort(key=lambda kv: kv[1], reverse=True)
+        top = pool[:RESCORE_TOP]
+        qseg = " ".join(qf.words)
+        qflat = "".join(qf.words)
+        qkeys = qf.keys
+        scored: list[tuple[float, int, float]] = []  # (score, entry, meaningful matched mass)
+        for i, s in top:
+            cover = s / qmass
+            best_phrase = 0.0
+            best_fuzz = 0.0
+            for pi in self._phrases_of[i]:
+                p = self._phrases[pi]
+                hit = 0.0
+                for k, w in p.keys.items():
+                    if k in qkeys:
+                        hit += idf[k] * w
+                pc = hit / p.mass if p.mass else 0.0
+                if pc > best_phrase:
+                    best_phrase = pc
+                fz = max(fuzz.token_set_ratio(qseg, p.seg), fuzz.ratio(qflat, p.flat),
+                         0.9 * fuzz.partial_ratio(qflat, p.flat) if len(qflat) >= 4 and len(p.flat) >= 4 else 0.0)
+                if fz > best_fuzz:
+                    best_fuzz = fz
+            score = 100.0 * (B_COVER * min(cover, 1.0) + B_PHRASE * best_phrase) + B_FUZZ * best_fuzz
+            scored.append((score, i, self._meaningful_mass(i, qf)))
+        scored.sort(key=lambda t: t[0], reverse=True)
+        best_score, best_i, best_mm = scored[0]
+        runner = scored[1][0] if len(scored) > 1 else 0.0
+        cands = [(self.entries[i].id, round(sc, 1)) for sc, i, mm in scored
+                 if sc >= SUGGEST_MIN and mm >= MIN_MEANINGFUL_SUGGEST][:MAX_CANDIDATES]
+        score = round(best_score, 1)
+        if best_score >= ANSWER_MIN and best_score - runner >= ANSWER_MARGIN and best_mm >= MIN_MEANINGFUL:
+            return Match(self.entries[best_i].id, score, cands or [(self.entries[best_i].id, score)], "answer")
+        if cands:
+            return Match(None, score, cands, "suggest")
+        return Match(None, score, [], "unknown")
+
+    def _meaningful_mass(self, i: int, qf: Features) -> float:
+        """IDF mass of the query's meaningful features found in entry i (weighted by field)."""
+        total = 0.0
+        idf = self._idf
+        weights = self._entry_w[i]
+        for k in qf.meaningful:
+            w = weights.get(k)
+            if w is not None:
+                total += idf[k] * qf.keys[k] * w
+        return total
+
+    def explain(self, query: str) -> dict:
+        """Debug view of one query (not used by the bot)."""
+        norm = normalize(query)
+        f = features(norm)
+        return {"normalized": norm, "words": f.words, "meaningful": sorted(f.meaningful),
+                "match": self.match(query)}
+
+
+def match_many(matcher: Matcher, queries: Iterable[str]) -> list[Match]:
+    return [matcher.match(q) for q in queries]

@@ -1,0 +1,562 @@
+"""The scheduled jobs: the chase (reminders, overdue, escalation), digests, the weekly
+overdue list, and auto-closing resolved cases nobody confirmed.
+
+Each job is `async def job(core, now, **options) -> dict` (counts); it reads no clock but `now`.
+Work is done in batches, one transaction each: the case's new chase state, its history row
+and its outbox rows commit together. Every message has a dedupe key, so a job run twice, a
+job interrupted and run again, or two replicas running at once send each message once.
+On PostgreSQL the due cases are locked with FOR UPDATE SKIP LOCKED; SQLite serialises
+writers (BEGIN IMMEDIATE), so a second sweep sees the first one's result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import stats
+from bot.areas.models import Area, Category
+from bot.cases import flows, service
+from bot.cases.deadlines import reminder_at
+from bot.cases.models import Case, CaseEvent
+from bot.cases.transitions import OPEN, Actor, Event
+from bot.core_models import JobRun
+from bot.i18n import Safe, Texts
+from bot.notify import language_of, notify
+from bot.people.models import Person
+from bot.sql import insert_ignore
+
+log = logging.getLogger("gridbot.jobs")
+
+ESCALATE_EVERY = timedelta(hours=24)  # still overdue this long after the last level: the next one up
+BATCH = 200  # cases or recipients per transaction
+MAX_BATCHES = 10_000  # a bound on one run; never reached in practice
+MAX_TEXT = 4000  # Telegram's limit is 4096 characters; leave room for the "… and N more" line
+WORKER_TASKS = 10  # tasks listed in a worker's digest
+OLDEST = 5  # overdue cases listed in a supervisor's digest
+WEEKLY_LINES = 60
+WEEKLY_AT = time(9, 0)  # Monday, local time
+
+
+# --- small helpers -----------------------------------------------------------------------------
+
+
+def key_time(dt: datetime) -> str:
+    """A deadline as it appears in dedupe keys: a reset chase (new deadline) gets new keys."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def duration(t: Texts, d: timedelta) -> str:
+    minutes = max(int(d.total_seconds() // 60), 0)
+    if minutes < 60:
+        return t("sched.duration_minutes", m=minutes)
+    hours = minutes // 60
+    if hours < 48:
+        return t("sched.duration_hours", h=hours)
+    return t("sched.duration_days", d=hours // 24, h=hours % 24)
+
+
+def short(text: str, n: int = 40) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def fit(t: Texts, head: list[str], lines: list[str], tail: list[str] | None = None, total: int | None = None,
+        limit: int = MAX_TEXT) -> str:
+    """head + as many lines as fit + "… and N more" + tail, under `limit` characters.
+    `total` is how many lines there are in all when `lines` is already a prefix."""
+    tail = tail or []
+    total = len(lines) if total is None else total
+    budget = limit - sum(len(x) + 1 for x in head + tail) - 40
+    shown: list[str] = []
+    for line in lines:
+        if budget - len(line) - 1 < 0:
+            break
+        shown.append(line)
+        budget -= len(line) + 1
+    if total > len(shown):
+        shown.append(t("sched.more", n=total - len(shown)))
+    return "\n".join(head + shown + tail)[:limit]
+
+
+def local_day_bounds(d: date, tz) -> tuple[datetime, datetime]:
+    start = datetime.combine(d, time(0), tzinfo=tz)
+    return start.astimezone(timezone.utc), (start + timedelta(days=1)).astimezone(timezone.utc)
+
+
+async def admin_ids(session: AsyncSession, settings) -> list[int]:
+    """GRIDBOT_ADMIN_IDS and admins granted in chat."""
+    granted = (await session.execute(select(Person.id).where(Person.is_admin.is_(True)))).scalars().all()
+    return sorted(set(settings.admin_ids) | set(granted))
+
+
+async def preload_people(session: AsyncSession, ids) -> dict[int, Person]:
+    """Load people in one query, so notify()'s language look-ups hit the identity map."""
+    ids = [i for i in set(ids) if i is not None]
+    if not ids:
+        return {}
+    rows = (await session.execute(select(Person).where(Person.id.in_(ids)))).scalars().all()
+    return {p.id: p for p in rows}
+
+
+def kick(core) -> None:
+    if getattr(core, "dispatcher", None) is not None:
+        core.dispatcher.kick()
+
+
+# --- the chase -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Chase:
+    """What one sweep batch knows: looked up once per batch, not per case. Holding the areas
+    and people here also keeps them in the session's identity map (it holds weak references),
+    so the per-case look-ups below never go back to the database."""
+
+    session: AsyncSession
+    settings: object
+    now: datetime
+    categories: dict[str, Category]
+    areas: dict[str, Area]
+    people: dict[int, Person]
+    admins: list[int]
+    reopened_at: dict[int, datetime] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+
+    @classmethod
+    async def load(cls, session: AsyncSession, settings, now: datetime, cases: list[Case]) -> _Chase:
+        areas = {a.id: a for a in (await session.execute(select(Area))).scalars()}
+        admins = await admin_ids(session, settings)
+        wanted = {c.assignee_id for c in cases} | {a.supervisor_id for a in areas.values()} | set(admins)
+        return cls(session=session, settings=settings, now=now,
+                   categories={c.id: c for c in (await session.execute(select(Category))).scalars()},
+                   areas=areas, people=await preload_people(session, wanted), admins=admins,
+                   reopened_at=await _reopen_times(session, cases))
+
+    def texts(self, uid: int) -> Texts:
+        return Texts(language_of(self.people.get(uid)))
+
+    def start_of(self, c: Case) -> datetime:
+        """When the current chase began: assignment, or the last reopen (which resets the deadline)."""
+        start = c.assigned_at or c.created_at
+        r = self.reopened_at.get(c.id)
+        return max(start, r) if r else start
+
+    async def groups(self, c: Case) -> list[list[int]]:
+        """Who is escalated to, level by level: each supervisor up the tree, then the admins."""
+        sups = [s for s in await service.supervisors_above(session=self.session, area_id=c.area_id)
+                if s != c.assignee_id]
+        out = [[s] for s in sups]
+        admins = [a for a in self.admins if a != c.assignee_id and a not in sups]
+        if admins:
+            out.append(admins)
+        return out
+
+
+async def _reopen_times(session: AsyncSession, cases: list[Case]) -> dict[int, datetime]:
+    ids = [c.id for c in cases if c.reopen_count]
+    if not ids:
+        return {}
+    q = (select(CaseEvent.case_id, func.max(CaseEvent.at)).where(CaseEvent.case_id.in_(ids),
+                                                                  CaseEvent.action == "reopen")
+         .group_by(CaseEvent.case_id))
+    # defensive: a driver may hand max() of a datetime back as text or without a zone
+    out = {}
+    for cid, at in (await session.execute(q)).all():
+        if isinstance(at, str):
+            at = datetime.fromisoformat(at)
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=timezone.utc)
+        out[cid] = at
+    return out
+
+
+async def _case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
+    cat, area = ch.categories.get(c.category_id), ch.areas.get(c.area_id) if c.area_id else None
+    tz = ch.settings.tz
+    return [t("cases.field_category", value=flows.category_name(t, cat)),
+            t("cases.field_place", value=flows.place_text(c, area)),
+            t("cases.field_description", value=short(c.description, 200) or "—"),
+            t("cases.field_deadline", value=flows.fmt_time(c.deadline_at, tz))]
+
+
+async def _send(ch: _Chase, t: Texts, chat_id: int, kind: str, key: str, text: str, buttons=None) -> bool:
+    sent = await notify(session=ch.session, now=ch.now, chat_id=chat_id, kind=kind, render=lambda _t: text,
+                        buttons=buttons, dedupe_key=key, lang=t.lang)
+    ch.counts[kind] += int(sent)
+    return sent
+
+
+async def _remind(ch: _Chase, c: Case, due: datetime) -> None:
+    service.record(ch.session, Event("remind", c.id, None, c.status, c.status), ch.now)
+    if c.assignee_id is None:
+        return
+    t = ch.texts(c.assignee_id)
+    body = await _case_lines(ch, t, c)
+    text = "\n".join([t("sched.remind", ref=c.ref, deadline=flows.fmt_time(due, ch.settings.tz),
+                        left=duration(t, due - ch.now)), *body])
+    await _send(ch, t, c.assignee_id, "sla_reminder", f"remind:{c.id}:1:{key_time(due)}", text,
+                lambda _t: flows.task_buttons(t, c))
+
+
+async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
+    c.was_overdue = True
+    service.record(ch.session, Event("overdue", c.id, None, c.status, c.status), ch.now)
+    if c.assignee_id is None:
+        return
+    t = ch.texts(c.assignee_id)
+    body = await _case_lines(ch, t, c)
+    text = "\n".join([t("sched.overdue", ref=c.ref, deadline=flows.fmt_time(due, ch.settings.tz)), *body])
+    await _send(ch, t, c.assignee_id, "overdue_assignee", f"overdue:{c.id}:{key_time(due)}", text,
+                lambda _t: flows.task_buttons(t, c))
+
+
+async def _escalate(ch: _Chase, c: Case, due: datetime, level: int, group: list[int], step: int) -> None:
+    """`level` is the chase level this escalation reaches (2 = the first supervisor);
+    `step` the escalation's number as people see it (1 = the first supervisor)."""
+    service.record(ch.session, Event("escalate", c.id, None, c.status, c.status), ch.now)
+    assignee = ch.people.get(c.assignee_id) if c.assignee_id else None
+    for uid in group:
+        t = ch.texts(uid)
+        who = (assignee.name or str(assignee.id)) if assignee else str(c.assignee_id or t("sched.unassigned"))
+        body = await _case_lines(ch, t, c)
+        text = "\n".join([t("sched.escalate", level=step, ref=c.ref, late=duration(t, ch.now - due), assignee=who),
+                          *body])
+        await _send(ch, t, uid, "escalation", f"escalate:{c.id}:{level}:{uid}:{key_time(due)}", text)
+
+
+async def chase(ch: _Chase, c: Case) -> None:
+    """Take one case as far along its chase as `now` allows; leave next_check_at at the next
+    step (always later than now) or NULL when nothing is left to do."""
+    now, tz = ch.now, ch.settings.tz
+    due = c.deadline_at
+    if due is None:
+        c.next_check_at = None
+        return
+    level = c.chase_level or 0
+    if level == 0:
+        r = reminder_at(ch.start_of(c), due, ch.categories.get(c.category_id), tz)
+        if now < r:
+            c.next_check_at = r
+            return
+        if now < due:
+            await _remind(ch, c, due)
+            c.chase_level, c.next_check_at = 1, due
+            return
+        # the sweep came late (the bot was down): a "due soon" reminder after the deadline is noise
+    if level <= 1 and now < due:
+        c.next_check_at = due
+        return
+    groups = await ch.groups(c)
+    if level <= 1:
+        await _overdue(ch, c, due)
+        if groups:
+            await _escalate(ch, c, due, 2, groups[0], 1)
+        level = 2
+    nxt: datetime | None = None
+    while True:
+        done = level - 1  # groups[0 .. done-1] were escalated to
+        if done >= len(groups):
+            break
+        at = due + ESCALATE_EVERY * done
+        if now < at:
+            nxt = at
+            break
+        # after an outage every level that is due goes out now, each once
+        await _escalate(ch, c, due, level + 1, groups[done], done + 1)
+        level += 1
+    c.chase_level, c.next_check_at = level, nxt
+
+
+async def sweep(core, now: datetime, *, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> dict:
+    """Reminders, overdue and escalation for every open case that is due a look."""
+    counts: Counter = Counter()
+    checked = 0
+    for _ in range(max_batches):
+        async with core.sessionmaker() as s, s.begin():
+            q = (select(Case).where(Case.status.in_(OPEN), Case.next_check_at <= now)
+                 .order_by(Case.next_check_at, Case.id).limit(batch)
+                 .with_for_update(skip_locked=True, of=Case))
+            cases = list((await s.execute(q)).scalars())
+            if not cases:
+                break
+            ch = await _Chase.load(s, core.settings, now, cases)
+            # one flush per batch (at commit), not one per message the outbox inserts
+            with s.no_autoflush:
+                for c in cases:
+                    await chase(ch, c)
+            counts.update(ch.counts)
+            checked += len(cases)
+        if len(cases) < batch:
+            break
+    kick(core)
+    return {"checked": checked, "reminded": counts["sla_reminder"],
+            "overdue": counts["overdue_assignee"], "escalated": counts["escalation"]}
+
+
+# --- auto-close -------------------------------------------------------------------------------------
+
+
+async def autoclose(core, now: datetime, *, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> dict:
+    """Resolved cases neither confirmed nor reopened within auto_close_days are closed."""
+    days = core.settings.auto_close_days
+    cutoff = now - timedelta(days=days)
+    closed = told = 0
+    for _ in range(max_batches):
+        async with core.sessionmaker() as s, s.begin():
+            q = (select(Case).where(Case.status == "resolved", Case.resolved_at <= cutoff)
+                 .order_by(Case.resolved_at, Case.id).limit(batch).with_for_update(skip_locked=True, of=Case))
+            cases = list((await s.execute(q)).scalars())
+            for c in cases:
+                await service.move(session=s, case=c, action="auto_close", actor=Actor.system(), now=now)
+                c.next_check_at = None
+                closed += 1
+                cat = await s.get(Category, c.category_id)
+                for uid in await service.followers(session=s, case=c):
+                    key = f"autoclose:{c.id}" if uid == c.reporter_id else f"autoclose:{c.id}:{uid}"
+                    told += await notify(
+                        session=s, now=now, chat_id=uid, kind="auto_closed", dedupe_key=key,
+                        render=lambda t, c=c, cat=cat: t("sched.auto_closed", ref=c.ref,
+                                                        category=flows.category_name(t, cat), days=days),
+                        buttons=flows.rating_buttons(c) if uid == c.reporter_id else None)
+        if len(cases) < batch:
+            break
+    kick(core)
+    return {"closed": closed, "told": told}
+
+
+# --- runs once per period ---------------------------------------------------------------------------
+
+
+async def _begin_period(core, job: str, period: str, now: datetime, force: bool) -> bool:
+    """Record that the run for `period` started; False if it finished before (and not forced)."""
+    async with core.sessionmaker() as s, s.begin():
+        await s.execute(insert_ignore(s, JobRun).values(job=job, period=period, started_at=now, finished_at=None,
+                                                        detail=""))
+        run = await s.get(JobRun, (job, period))
+        return force or run.finished_at is None
+
+
+async def _finish_period(core, job: str, period: str, now: datetime, detail: str) -> None:
+    async with core.sessionmaker() as s, s.begin():
+        run = await s.get(JobRun, (job, period))
+        run.finished_at = now
+        run.detail = detail[:2000]
+
+
+async def _deliver(core, now: datetime, letters: list[tuple[int, str, str, Callable[[Texts], str]]],
+                   batch: int) -> Counter:
+    """Queue (chat, kind, dedupe key, render) letters in batches, one transaction each."""
+    counts: Counter = Counter()
+    for i in range(0, len(letters), batch):
+        chunk = letters[i:i + batch]
+        async with core.sessionmaker() as s, s.begin():
+            people = await preload_people(s, [c for c, *_ in chunk])
+            for chat_id, kind, key, render in chunk:
+                if await notify(session=s, now=now, chat_id=chat_id, kind=kind, render=render, dedupe_key=key,
+                                lang=language_of(people.get(chat_id))):
+                    counts[kind] += 1
+                else:
+                    counts["already_sent"] += 1
+        kick(core)
+    return counts
+
+
+# --- the daily digest ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Names:
+    tree: stats.AreaTree
+    categories: dict[str, Category]
+    people: dict[int, Person]
+
+    def category(self, t: Texts, cid: str) -> str:
+        return flows.category_name(t, self.categories.get(cid))
+
+    def place(self, item: stats.Item) -> str:
+        return flows.place_text(item, self.tree.areas.get(item.area_id) if item.area_id else None)
+
+    def person(self, t: Texts, uid: int | None) -> str:
+        if uid is None:
+            return t("sched.unassigned")
+        p = self.people.get(uid)
+        return (p.name or str(uid)) if p else str(uid)
+
+
+async def _names(session: AsyncSession, tree: stats.AreaTree, people: set[int]) -> _Names:
+    cats = {c.id: c for c in (await session.execute(select(Category))).scalars()}
+    return _Names(tree, cats, await preload_people(session, people))
+
+
+def _worker_section(t: Texts, names: _Names, load: stats.Load, now: datetime, tz, day: date) -> list[str]:
+    head = [t("sched.digest.worker_header", date=day.isoformat(), open=load.open, overdue=load.overdue)]
+    lines = [t("sched.task_line", ref=i.ref, category=names.category(t, i.category_id), place=names.place(i),
+               deadline=flows.fmt_time(i.deadline_at, tz),
+               flag=Safe(t("sched.overdue_flag")) if i.deadline_at and i.deadline_at < now else "")
+             for i in load.tasks]
+    if load.open > len(lines):
+        lines.append(t("sched.more", n=load.open - len(lines)))
+    return head + lines + [t("sched.digest.worker_footer")]
+
+
+def _figures_lines(t: Texts, f: stats.Figures) -> list[str]:
+    return [t("sched.digest.period", new=f.new, accepted=f.accepted, resolved=f.resolved, due=f.due,
+              overdue=f.overdue),
+            t("sched.digest.state", open=f.open, overdue_open=f.overdue_open),
+            t("sched.digest.rates", rectification=stats.percent(f.rectification_rate),
+              response=stats.percent(f.response_rate), resolution=stats.percent(f.resolution_rate),
+              satisfaction=stats.percent(f.satisfaction_rate))]
+
+
+def _area_section(t: Texts, names: _Names, per_area: dict, overdue: dict, root: str | None, now: datetime,
+                  day: date) -> list[str]:
+    tree = names.tree
+    scope = tree.subtree(root) if root is not None else None
+    total = stats.rollup(per_area, scope)
+    if root is None:
+        head = [t("sched.digest.admin_header", date=day.isoformat())]
+        rows, rows_title = tree.rows_for(None, stats.GRID_LEVEL - 1), "sched.digest.breakdown_communities"
+    else:
+        head = [t("sched.digest.supervisor_header", area=tree.name(root), date=day.isoformat())]
+        rows, rows_title = tree.rows_for(root), "sched.digest.breakdown_grids"
+    lines = head + _figures_lines(t, total)
+    if rows and rows != [root]:
+        lines.append(t(rows_title))
+        for a in rows:
+            f = stats.rollup(per_area, tree.subtree(a))
+            lines.append(t("sched.digest.breakdown_line", area=tree.name(a), new=f.new, resolved=f.resolved,
+                           open=f.open, overdue_open=f.overdue_open, rate=stats.percent(f.rectification_rate)))
+    worst = stats.oldest(overdue, scope, OLDEST)
+    lines.append(t("sched.digest.oldest_header") if worst else t("sched.digest.none_overdue"))
+    for i in worst:
+        lines.append(t("sched.digest.oldest_line", ref=i.ref, category=names.category(t, i.category_id),
+                       place=short(names.place(i), 30), late=duration(t, now - i.deadline_at),
+                       assignee=names.person(t, i.assignee_id)))
+    return lines
+
+
+def supervised_areas(tree: stats.AreaTree) -> dict[int, list[str]]:
+    """Each supervisor's areas, topmost only (an area inside another of theirs adds nothing)."""
+    out: dict[int, list[str]] = {}
+    for a in tree.areas.values():
+        if a.supervisor_id and not a.retired:
+            out.setdefault(a.supervisor_id, []).append(a.id)
+    for sup, ids in out.items():
+        inside = {x for i in ids for x in tree.subtree(i) if x != i}
+        out[sup] = sorted((i for i in ids if i not in inside), key=lambda i: (tree.areas[i].level, i))
+    return out
+
+
+async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH) -> dict:
+    """The morning digest for today's local date, once: at or after GRIDBOT_DIGEST_TIME, the
+    same day only (a digest missed while the bot was down goes out when it is back, unless
+    that is already the next day). One message per person: their tasks (if any), their
+    areas' figures if they supervise, the district's if they are an admin."""
+    settings = core.settings
+    tz = settings.tz
+    local = now.astimezone(tz)
+    day = local.date()
+    period = day.isoformat()
+    if not force and local.time() < settings.digest_at:
+        return {"skipped": "before digest time", "period": period}
+    if not await _begin_period(core, "digest", period, now, force):
+        return {"skipped": "done", "period": period}
+    start, end = local_day_bounds(day - timedelta(days=1), tz)  # yesterday, local time
+    async with core.sessionmaker() as s:
+        tree = await stats.area_tree(session=s)
+        loads = await stats.workloads(session=s, now=now, per_worker=WORKER_TASKS)
+        per_area = await stats.breakdown(session=s, area_ids=None, start=start, end=end, now=now)
+        overdue = await stats.overdue_by_area(session=s, now=now, per_area=OLDEST)
+        admins = await admin_ids(s, settings)
+        sups = supervised_areas(tree)
+        people = {i.assignee_id for items in overdue.values() for i in items}
+        names = await _names(s, tree, people)
+    recipients = sorted(set(loads) | set(sups) | set(admins))
+    letters = []
+    for uid in recipients:
+        load = loads.get(uid)
+        kind = "digest_admin" if uid in admins else "digest_supervisor" if uid in sups else "digest_worker"
+        if kind == "digest_worker" and (load is None or load.open == 0):
+            continue
+
+        def render(t: Texts, uid=uid, load=load) -> str:
+            sections: list[list[str]] = []
+            if load is not None and load.open:
+                sections.append(_worker_section(t, names, load, now, tz, day))
+            for root in sups.get(uid, []):
+                sections.append(_area_section(t, names, per_area, overdue, root, now, day))
+            if uid in admins:
+                sections.append(_area_section(t, names, per_area, overdue, None, now, day))
+            lines = [x for sec in sections for x in (*sec, "")][:-1]
+            return fit(t, [], lines)
+
+        letters.append((uid, kind, f"digest:{uid}:{period}", render))
+    counts = await _deliver(core, now, letters, batch)
+    result = {"period": period, "workers": counts["digest_worker"], "supervisors": counts["digest_supervisor"],
+              "admins": counts["digest_admin"], "already_sent": counts["already_sent"]}
+    await _finish_period(core, "digest", period, now, str(result))
+    return result
+
+
+# --- the weekly overdue list ---------------------------------------------------------------------------
+
+
+def iso_week(d: date) -> str:
+    y, w, _ = d.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH) -> dict:
+    """限期未完成整改问题清单: every open case past its deadline, to each supervisor (their
+    areas) and the admins (the district), on Monday from 09:00 local time, once a week."""
+    settings = core.settings
+    tz = settings.tz
+    local = now.astimezone(tz)
+    week = iso_week(local.date())
+    if not force and (local.weekday() != 0 or local.time() < WEEKLY_AT):
+        return {"skipped": "not Monday morning yet", "period": week}
+    if not await _begin_period(core, "weekly", week, now, force):
+        return {"skipped": "done", "period": week}
+    async with core.sessionmaker() as s:
+        tree = await stats.area_tree(session=s)
+        admins = await admin_ids(s, settings)
+        sups = supervised_areas(tree)
+        # the longest-overdue WEEKLY_LINES of each area: enough for any subtree's message
+        per_area = await stats.overdue_by_area(session=s, now=now, per_area=WEEKLY_LINES)
+        counts_q = (select(Case.area_id, func.count()).where(Case.status.in_(OPEN), Case.deadline_at < now)
+                    .group_by(Case.area_id))
+        totals = {a: int(n) for a, n in (await s.execute(counts_q)).all()}
+        names = await _names(s, tree, {i.assignee_id for items in per_area.values() for i in items})
+
+    def letter(uid: int, roots: list[str] | None):
+        scope = None if roots is None else [a for r in roots for a in tree.subtree(r)]
+        items = stats.oldest(per_area, scope, WEEKLY_LINES)
+        n = sum(totals.values()) if scope is None else sum(totals.get(a, 0) for a in scope)
+
+        def render(t: Texts) -> str:
+            sep = ", " if t.lang == "en" else "、"
+            where = t("sched.weekly.district") if roots is None else sep.join(tree.name(r) for r in roots)
+            if n == 0:
+                return t("sched.weekly.none", week=week, scope=where)
+            head = [t("sched.weekly.header", week=week, scope=where, n=n)]
+            lines = [t("sched.weekly.line", i=k, ref=i.ref, category=names.category(t, i.category_id),
+                       place=short(names.place(i), 30), deadline=flows.fmt_time(i.deadline_at, tz),
+                       late=duration(t, now - i.deadline_at), assignee=names.person(t, i.assignee_id))
+                     for k, i in enumerate(items, 1)]
+            return fit(t, head, lines, total=n)
+
+        return (uid, "weekly_overdue", f"weekly:{uid}:{week}", render)
+
+    letters = [letter(uid, None if uid in admins else sups[uid]) for uid in sorted(set(sups) | set(admins))]
+    counts = await _deliver(core, now, letters, batch)
+    result = {"period": week, "sent": counts["weekly_overdue"], "already_sent": counts["already_sent"],
+              "overdue": sum(totals.values())}
+    await _finish_period(core, "weekly", week, now, str(result))
+    return result
