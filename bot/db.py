@@ -103,6 +103,11 @@ def _alembic_config(url: str):
     return cfg
 
 
+# Alembic's context is process-global: one migration at a time per process (one lock per loop)
+_MIGRATING: dict[int, asyncio.Lock] = {}
+MIGRATION_LOCK_ID = 0x67726964  # replicas starting together on PostgreSQL migrate one after another
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply migrations on this engine (what `gridbot db upgrade`, `run` and `demo` call)."""
     from alembic import command
@@ -113,7 +118,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         cfg.attributes["connection"] = sync_conn
         command.upgrade(cfg, revision)
 
-    async with engine.begin() as conn:
+    lock = _MIGRATING.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
+    async with lock, engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         await conn.run_sync(_run)
 
 
