@@ -121,6 +121,11 @@ class BotRunner:
 
     async def _poll(self) -> None:
         core, transport = self.core, self.transport
+        if await transport.webhook_url():
+            # switching from webhook to polling: Telegram refuses getUpdates while a webhook is
+            # set; its pending updates are kept (drop_pending_updates=False)
+            log.info("a webhook is set; removing it to poll (pending updates are kept)")
+            await transport.delete_webhook()
         offset: int | None = None
         delay = 1.0
         while not self._stop.is_set():

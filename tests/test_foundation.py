@@ -190,3 +190,18 @@ async def test_webhook_mode_checks_the_secret_and_answers_after_recording(framew
         runner.stop()
         await asyncio.wait_for(task, 30)
         assert api.calls_of("deleteWebhook") == []  # rolling restarts keep the webhook
+
+
+async def test_polling_after_webhook_mode_keeps_the_pending_updates(framework, db_url, settings_for):
+    from tests.conftest import TOKEN
+    from tests.fakebotapi import FakeBotAPI
+
+    async with FakeBotAPI(token=TOKEN) as api:
+        api.webhook = {"url": "https://old.example.test/hook", "max_connections": 40, "secret_token": None,
+                       "allowed_updates": None, "has_custom_certificate": False, "ip_address": None}
+        api.push_update(U.message(wang, text="/start"))
+        async with BotHarness(framework, db_url, settings_for, api=api) as h:
+            await h.settle()
+            assert len(api.sent(wang.id)) == 1
+            drop = api.calls_of("deleteWebhook")[-1].params.get("drop_pending_updates")
+            assert drop in (None, False, "false")

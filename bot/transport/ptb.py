@@ -96,6 +96,10 @@ class PtbTransport(BaseMessenger):
             await self.bot.set_webhook(url, secret_token=secret or None, allowed_updates=ALLOWED_UPDATES,
                                        drop_pending_updates=False)
 
+    async def webhook_url(self) -> str:
+        async with _Errors():
+            return (await self.bot.get_webhook_info()).url or ""
+
     async def delete_webhook(self) -> None:
         async with _Errors():
             await self.bot.delete_webhook(drop_pending_updates=False)
