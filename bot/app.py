@@ -83,7 +83,8 @@ class Core:
 
     def attach(self, messenger: Messenger, *, limits: Limits | None = None) -> OutboxDispatcher:
         self.messenger = messenger
-        self.dispatcher = OutboxDispatcher(self.sessionmaker, messenger, limiter=RateLimiter(limits),
+        self.dispatcher = OutboxDispatcher(self.sessionmaker, messenger,
+                                           limiter=RateLimiter(limits or Limits.from_settings(self.settings)),
                                            workers=self.settings.outbox_workers, clock=self.clock, on_gone=mark_gone)
         return self.dispatcher
 

@@ -67,6 +67,36 @@ def demo(
     raise typer.Exit(asyncio.run(run_demo(db, source, interactive=script is None and sys.stdin.isatty())))
 
 
+@app.command()
+def broadcast(
+    text: str = typer.Option(..., "--text", help="the notice (Telegram HTML)"),
+    audience: str = typer.Option("all", "--audience", help="all | residents | workers | groups | area:<id>"),
+    photo: Optional[str] = typer.Option(None, "--photo", help="a Telegram file id"),
+    author: Optional[int] = typer.Option(None, "--author", help="the admin it is sent for (default: the first)"),
+    yes: bool = typer.Option(False, "--yes", help="send; without it only the recipients are counted"),
+) -> None:
+    """Queue a broadcast notice; the running bot delivers it within the rate limits."""
+    from bot.broadcasts.flows import broadcast_cli_main
+
+    raise typer.Exit(broadcast_cli_main(_settings(), text=text, audience=audience, photo=photo, author_id=author,
+                                        yes=yes, echo=typer.echo))
+
+
+@export_app.command("cases")
+def export_cases(
+    fmt: str = typer.Option("csv", "--format", help="csv | xlsx"),
+    out: Optional[Path] = typer.Option(None, "--out", help="file to write (csv: stdout when omitted)"),
+    since: Optional[str] = typer.Option(None, "--since", help="YYYY-MM-DD"),
+    area: Optional[str] = typer.Option(None, "--area", help="an area id: its subtree"),
+    status: Optional[str] = typer.Option(None, "--status"),
+) -> None:
+    """Write the cases as CSV (UTF-8 with BOM, for Excel) or XLSX."""
+    from bot.export import export_cli_main
+
+    raise typer.Exit(export_cli_main(_settings(), fmt=fmt, out=str(out) if out else None, since=since, area=area,
+                                     status=status, echo=lambda m: typer.echo(m, err=True)))
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply database migrations."""

@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     # concurrency: at most this many chats handled at once by one process
     max_concurrent_chats: int = Field(default=32, ge=1, le=1024)
     outbox_workers: int = Field(default=8, ge=1, le=256)
-    broadcast_rate: float = Field(default=25.0, gt=0, le=30)
+    # messages per second for the bot as a whole; Telegram allows about 30 (more for paid broadcasts)
+    broadcast_rate: float = Field(default=25.0, gt=0, le=1000)
     auto_close_days: int = Field(default=7, ge=1, le=90)
 
     @field_validator("admin_ids", mode="before")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, case, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -325,4 +325,30 @@ async def workloads(*, session: AsyncSession, now: datetime, per_worker: int = 1
     for item in _items((await session.execute(q)).all()):
         if item.assignee_id in out:
             out[item.assignee_id].tasks.append(item)
+    return out
+
+
+async def counts_by(session, column, area_ids, start, end):
+    """Cases created in [start, end) counted by one column (status, category_id …)."""
+    q = select(column, func.count()).where(Case.created_at >= start, Case.created_at < end).group_by(column)
+    if area_ids is not None:
+        q = q.where(Case.area_id.in_(area_ids))
+    return list((await session.execute(q)).all())
+
+
+async def per_day(session, area_ids, start, end, tz) -> list[tuple[date, int]]:
+    """Cases created per local day in [start, end); days with none are 0. Days are cut in Python:
+    the local day boundary is written differently in every SQL dialect, and a period has few rows."""
+    q = select(Case.created_at).where(Case.created_at >= start, Case.created_at < end)
+    if area_ids is not None:
+        q = q.where(Case.area_id.in_(area_ids))
+    per: dict[date, int] = {}
+    for (at,) in (await session.execute(q)).all():
+        d = at.astimezone(tz).date()
+        per[d] = per.get(d, 0) + 1
+    first, last = start.astimezone(tz).date(), (end - timedelta(seconds=1)).astimezone(tz).date()
+    out, d = [], first
+    while d <= last:
+        out.append((d, per.get(d, 0)))
+        d += timedelta(days=1)
     return out

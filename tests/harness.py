@@ -98,7 +98,7 @@ class BotHarness:
         while time.monotonic() < deadline:
             async with self.core.sessionmaker() as s:
                 left = (await s.execute(select(func.count()).select_from(OutboxMessage).where(
-                    OutboxMessage.status.in_(("pending", "in_flight"))))).scalar_one()
+                    OutboxMessage.status.in_(("pending", "in_flight", "sending"))))).scalar_one()
             if left == 0:
                 return
             self.core.dispatcher.kick()
@@ -114,7 +114,7 @@ class BotHarness:
             unhandled = (await s.execute(select(func.count()).select_from(InboxUpdate)
                                          .where(InboxUpdate.handled_at.is_(None)))).scalar_one()
             due = (await s.execute(select(func.count()).select_from(OutboxMessage).where(
-                OutboxMessage.status.in_(("pending", "in_flight")), OutboxMessage.next_attempt_at <= now))).scalar_one()
+                OutboxMessage.status.in_(("pending", "in_flight", "sending")), OutboxMessage.next_attempt_at <= now))).scalar_one()
         return unhandled == 0 and due == 0
 
     async def say(self, user: TgUser, text: str | None = None, **kw: Any) -> list:

@@ -6,9 +6,10 @@ chat go out in order; different chats go out concurrently, within the rate limit
 
 Interactive messages (replies, tasks, reminders) are claimed before broadcast rows and go
 first at the rate limiter, so a broadcast never makes a resident wait. Broadcast rows are
-claimed just in time (about half a second of the rate at once): a claimed row is `in_flight`,
-and rows in flight when a process dies become `uncertain` rather than being sent twice, so
-holding fewer means fewer uncertain ones. Results are written in batches (one UPDATE
+claimed just in time (about half a second of the rate at once) as `in_flight`; right before
+its request a broadcast row is marked `sending`. When a process dies, rows it had only claimed
+go back to pending, and only the `sending` ones — whose request was under way at that moment —
+become `uncertain`: counted and reported, never sent twice, and nobody else is skipped. Results are written in batches (one UPDATE
 statement for many rows, a few times a second), not one transaction per message.
 """
 
@@ -52,6 +53,7 @@ FLUSH_EVERY = 0.2  # seconds between batched result writes
 PROGRESS_EVERY = 3.0  # seconds between looks at running broadcasts when nothing else happens
 
 _DEFAULT = object()
+ACTIVE = ("in_flight", "sending")  # held by a dispatcher
 
 
 def backoff(attempts: int) -> float:
@@ -161,7 +163,9 @@ class OutboxDispatcher:
                     break
                 try:
                     room = self.window - self._bc_held
-                    rows = await self.claim(room if room * 2 >= self.window else 0)
+                    # shielded, like every database step here: a cancelled task must not leave a
+                    # transaction (and SQLite's write lock) half done
+                    rows = await asyncio.shield(self.claim(room if room * 2 >= self.window else 0))
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # the database may be briefly unavailable: keep going
@@ -175,13 +179,13 @@ class OutboxDispatcher:
                 try:
                     if self._held and now - last_beat >= lease / 3:
                         last_beat = now
-                        await self._heartbeat()
+                        await asyncio.shield(self._heartbeat())
                     if now - last_recover >= lease / 2:
                         last_recover = now
-                        await self.recover()
+                        await asyncio.shield(self.recover())
                     if now - last_progress >= PROGRESS_EVERY:
                         last_progress = now
-                        await self._progress(set())
+                        await asyncio.shield(self._progress(set()))
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -217,15 +221,18 @@ class OutboxDispatcher:
         which may have reached the user and are counted as uncertain, not resent."""
         now = self.clock()
         async with self.sessionmaker() as s, s.begin():
-            stale = and_(OutboxMessage.status == "in_flight", OutboxMessage.locked_until < now)
-            await s.execute(update(OutboxMessage).where(stale, OutboxMessage.broadcast_id.is_not(None))
-                            .values(status="uncertain", locked_by=None, error="in flight when its sender stopped"))
-            await s.execute(update(OutboxMessage).where(stale).values(status="pending", locked_by=None))
+            expired = OutboxMessage.locked_until < now
+            await s.execute(update(OutboxMessage).where(OutboxMessage.status == "sending", expired,
+                                                        OutboxMessage.broadcast_id.is_not(None))
+                            .values(status="uncertain", locked_by=None, error="being sent when its sender stopped"))
+            # claimed but never attempted (or an interactive message: at least once)
+            await s.execute(update(OutboxMessage).where(OutboxMessage.status.in_(ACTIVE), expired)
+                            .values(status="pending", locked_by=None))
 
     async def _heartbeat(self) -> None:
         async with self.sessionmaker() as s, s.begin():
             await s.execute(update(OutboxMessage).where(OutboxMessage.locked_by == self.name,
-                                                        OutboxMessage.status == "in_flight")
+                                                        OutboxMessage.status.in_(ACTIVE))
                             .values(locked_until=self.clock() + LEASE))
 
     async def claim(self, broadcast_room: int | None = None) -> list[OutboxMessage]:
@@ -239,7 +246,7 @@ class OutboxDispatcher:
             for bc, limit in ((False, self.batch), (True, room)):
                 if limit <= 0:
                     continue
-                busy_chats = select(OutboxMessage.chat_id).where(OutboxMessage.status == "in_flight",
+                busy_chats = select(OutboxMessage.chat_id).where(OutboxMessage.status.in_(ACTIVE),
                                                                  OutboxMessage.locked_until >= now)
                 q = (
                     select(OutboxMessage.id)
@@ -327,13 +334,16 @@ class OutboxDispatcher:
         """Send one row; the outcome is queued for the next batched write."""
         msg = Outgoing.from_json(row.payload)
         if msg.method == "edit" and msg.message_id is None and row.payload.get("ref"):
-            async with self.sessionmaker() as s:
-                ref = await s.get(SentRef, row.payload["ref"])
+            ref = await asyncio.shield(self._sent_ref(row.payload["ref"]))
             if ref is None:
                 msg.method = "send"  # the message to edit was never sent: send it new
             else:
                 msg.chat_id, msg.message_id = ref.chat_id, ref.message_id
         await self.limiter.acquire(msg.chat_id, strict=row.broadcast_id is not None)
+        if row.broadcast_id is not None:
+            # from here until its result is written, a crash leaves this row "uncertain"
+            await asyncio.shield(self._mark_sending(row.id))
+            await self.limiter.unpaused()
         now = self.clock()
         status, error, message_id, retry_at = "sent", None, None, None
         extra: dict[str, Any] = {}
@@ -375,13 +385,23 @@ class OutboxDispatcher:
         self._results.append(res)
         return res
 
+    async def _mark_sending(self, row_id: int) -> None:
+        async with self.sessionmaker() as s, s.begin():
+            await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id,
+                                                        OutboxMessage.locked_by == self.name)
+                            .values(status="sending"))
+
+    async def _sent_ref(self, name: str) -> SentRef | None:
+        async with self.sessionmaker() as s:
+            return await s.get(SentRef, name)
+
     # --- writing results -----------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_EVERY)
             try:
-                await self._flush()
+                await asyncio.shield(self._flush())
             except asyncio.CancelledError:
                 raise
             except Exception:

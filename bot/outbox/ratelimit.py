@@ -169,6 +169,11 @@ class RateLimiter:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
         self._stock = 0  # tokens reserved before the 429 are not to be spent in a burst after it
 
+    async def unpaused(self) -> None:
+        """Wait out a 429 pause that began after the tokens were taken."""
+        while (wait := self.paused_until - self.clock()) > 0:
+            await asyncio.sleep(wait)
+
     async def pause_all(self, seconds: float) -> None:
         """pause(), and the other processes sharing the global bucket pause too."""
         self.pause(seconds)
@@ -190,6 +195,18 @@ class RateLimiter:
         if self._stock and now - self._stock_at > 1.0:
             self._stock = 0  # old reservations would add a burst on top of the other processes
         if self._stock:
+            if self._stock * 2 <= self.shared.batch and now >= self._refill_at:
+                # ask for the next tokens while some are left, so the database round trip
+                # never leaves the sender idle
+                try:
+                    got, wait = await self.shared.reserve()
+                except Exception as e:
+                    log.warning("shared rate bucket unavailable: %s", e)
+                    got, wait = 0, 0.2
+                if got:
+                    self._stock, self._stock_at = self._stock + got, self.clock()
+                else:
+                    self._refill_at = self.clock() + wait
             return 0.0
         if now < self._refill_at:
             return self._refill_at - now

@@ -49,8 +49,8 @@ async def enqueue_many(*, session: AsyncSession, rows: list[dict]) -> int:
     """Bulk insert of prepared rows (broadcast fan-out); ignores existing dedupe keys."""
     if not rows:
         return 0
-    result = await session.execute(insert_ignore(session, OutboxMessage), rows)
-    return result.rowcount or 0
+    result = await session.execute(insert_ignore(session, OutboxMessage.__table__), rows)
+    return getattr(result, "rowcount", 0) or 0
 
 
 async def sent_ref(*, session: AsyncSession, name: str) -> SentRef | None:
