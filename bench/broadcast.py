@@ -73,7 +73,7 @@ async def main(n: int, rate: float, framework: str) -> dict:
             await asyncio.sleep(0.5)
             async with sm() as s:
                 left = (await s.execute(select(func.count()).select_from(OutboxMessage).where(
-                    OutboxMessage.broadcast_id == bc.id, OutboxMessage.status.in_(("pending", "in_flight"))))).scalar_one()
+                    OutboxMessage.broadcast_id == bc.id, OutboxMessage.status.in_(("pending", "in_flight", "sending"))))).scalar_one()
             if left == 0:
                 break
         wall = time.monotonic() - t0

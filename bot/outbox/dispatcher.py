@@ -6,11 +6,11 @@ chat go out in order; different chats go out concurrently, within the rate limit
 
 Interactive messages (replies, tasks, reminders) are claimed before broadcast rows and go
 first at the rate limiter, so a broadcast never makes a resident wait. Broadcast rows are
-claimed just in time (about half a second of the rate at once) as `in_flight`; right before
-its request a broadcast row is marked `sending`. When a process dies, rows it had only claimed
-go back to pending, and only the `sending` ones — whose request was under way at that moment —
-become `uncertain`: counted and reported, never sent twice, and nobody else is skipped. Results are written in batches (one UPDATE
-statement for many rows, a few times a second), not one transaction per message.
+claimed about two seconds of the rate at a time as `in_flight`; right before its request a
+broadcast row is marked `sending`. When a process dies, rows it had only claimed go back to
+pending, and only the `sending` ones (whose request was under way, or answered within the last
+result write) become `uncertain`: counted and reported, never sent twice, and nobody else is
+skipped. Results are written in batches (one UPDATE for many rows, a few times a second).
 """
 
 from __future__ import annotations
@@ -110,7 +110,11 @@ class OutboxDispatcher:
         rate = self.limiter.limits.global_rate
         # enough concurrent requests to reach the rate with Telegram's ~0.1-0.3 s answers
         self.concurrency = max(workers, math.ceil(rate / 4))
-        self.window = max(self.concurrency, math.ceil(rate * 0.5))  # broadcast rows held at once
+        # broadcast rows held at once: two seconds of the rate, so a slow claim never starves the
+        # senders (rows only claimed go back to pending after a crash; they are not "uncertain")
+        self.window = max(self.concurrency, math.ceil(rate * 2))
+        self._gap = 1.0 / rate
+        self._next_slot = 0.0
         self._wake = asyncio.Event()
         self._deadline: float | None = None
         self._task: asyncio.Task | None = None
@@ -344,6 +348,7 @@ class OutboxDispatcher:
             # from here until its result is written, a crash leaves this row "uncertain"
             await asyncio.shield(self._mark_sending(row.id))
             await self.limiter.unpaused()
+            await self._pace()
         now = self.clock()
         status, error, message_id, retry_at = "sent", None, None, None
         extra: dict[str, Any] = {}
@@ -384,6 +389,17 @@ class OutboxDispatcher:
         row.next_attempt_at = retry_at or now
         self._results.append(res)
         return res
+
+    async def _pace(self) -> None:
+        """Space broadcast requests at the rate as they leave: senders delayed together by the
+        database write above must not arrive at Telegram as a burst."""
+        now = time.monotonic()
+        # a sender that comes late may use the slot it missed (one, no more): the rate is kept
+        # on average without a burst above it
+        slot = max(now - self._gap, self._next_slot)
+        self._next_slot = slot + self._gap
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     async def _mark_sending(self, row_id: int) -> None:
         async with self.sessionmaker() as s, s.begin():

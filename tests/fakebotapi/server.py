@@ -1166,10 +1166,8 @@ class FakeBotAPI:
                 except HtmlParseError as e:
                     raise _bad(f"can't parse entities: {e}") from None
                 ents = finalize_entities(ents)
-            elif pm in ("markdown", "markdownv2"):
-                pass  # not checked by the fake
-            else:
-                raise _bad(f"unsupported parse_mode")
+            elif pm not in ("markdown", "markdownv2"):  # Markdown is accepted unchecked: gridbot sends HTML
+                raise _bad("unsupported parse_mode")
         text, ents = strip_text(text, ents)
         if caption:
             if len(text) > MAX_CAPTION:
