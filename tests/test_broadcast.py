@@ -139,10 +139,12 @@ async def test_a_broadcast_reaches_every_resident_once_within_the_limits(bot):
         audit = (await s.execute(select(AuditEntry).where(AuditEntry.action == "broadcast"))).scalars().all()
     assert inactive == blocked
     assert len(audit) == 1 and audit[0].actor_id == SUN.id
-    # after the 429 everything paused for retry_after (requests already under way aside)
+    # after the 429 everything paused for retry_after (1 s). The server stamps the 429 when the
+    # request arrives; a request already on its way may land a few tens of ms later and the
+    # pause is counted from the answer, so the quiet gap is a little under 1 s, never near 0.
     first_429 = next(c for c in bot.api.calls if c.status == 429)
     after = [c.time for c in bot.api.sent() if c.time > first_429.time][:50]
-    assert max(b - a for a, b in zip([first_429.time] + after, after)) >= 0.95
+    assert max(b - a for a, b in zip([first_429.time] + after, after)) >= 0.85
     # the admin saw progress edits and the final summary, with the counts
     texts = bot.texts(SUN.id)
     summary = texts[-1]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import utcnow
@@ -225,7 +225,9 @@ class OutboxDispatcher:
         which may have reached the user and are counted as uncertain, not resent."""
         now = self.clock()
         async with self.sessionmaker() as s, s.begin():
-            expired = OutboxMessage.locked_until < now
+            # never our own rows: a late heartbeat must not make us take back what we still hold
+            expired = and_(OutboxMessage.locked_until < now,
+                           or_(OutboxMessage.locked_by.is_(None), OutboxMessage.locked_by != self.name))
             await s.execute(update(OutboxMessage).where(OutboxMessage.status == "sending", expired,
                                                         OutboxMessage.broadcast_id.is_not(None))
                             .values(status="uncertain", locked_by=None, error="being sent when its sender stopped"))
@@ -346,9 +348,12 @@ class OutboxDispatcher:
         await self.limiter.acquire(msg.chat_id, strict=row.broadcast_id is not None)
         if row.broadcast_id is not None:
             # from here until its result is written, a crash leaves this row "uncertain"
-            await asyncio.shield(self._mark_sending(row.id))
-            await self.limiter.unpaused()
+            if not await asyncio.shield(self._mark_sending(row.id)):
+                # our claim lapsed (this process stalled past its lease) and another took the
+                # row: it is theirs to send, not ours
+                return _Result(row.id, row.chat_id, row.broadcast_id, dict(status="lost"), extra={"lost": True})
             await self._pace()
+            await self.limiter.unpaused()  # last, right before the request: a 429 may have come meanwhile
         now = self.clock()
         status, error, message_id, retry_at = "sent", None, None, None
         extra: dict[str, Any] = {}
@@ -401,11 +406,13 @@ class OutboxDispatcher:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    async def _mark_sending(self, row_id: int) -> None:
+    async def _mark_sending(self, row_id: int) -> bool:
         async with self.sessionmaker() as s, s.begin():
-            await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id,
-                                                        OutboxMessage.locked_by == self.name)
-                            .values(status="sending"))
+            res = await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id,
+                                                              OutboxMessage.locked_by == self.name,
+                                                              OutboxMessage.status == "in_flight")
+                                  .values(status="sending"))
+            return res.rowcount == 1
 
     async def _sent_ref(self, name: str) -> SentRef | None:
         async with self.sessionmaker() as s:
@@ -426,7 +433,7 @@ class OutboxDispatcher:
     async def _flush(self) -> None:
         async with self._flush_lock:
             results, self._results = self._results, []
-            results = [r for r in results if not r.extra.get("migrated")]
+            results = [r for r in results if not (r.extra.get("migrated") or r.extra.get("lost"))]
             if not results:
                 return
             try:
