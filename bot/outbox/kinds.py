@@ -21,6 +21,7 @@ class MessageKind(StrEnum):
     CASE_TRANSFERRED = "case_transferred"
     CASE_ACCEPTED = "case_accepted"
     CASE_VIEW = "case_view"
+    CASE_EXTENDED = "case_extended"
     # what the people following a case are told
     CASE_RESOLVED = "case_resolved"
     CASE_CLOSE_UNRESOLVED = "case_close_unresolved"
