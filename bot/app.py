@@ -75,6 +75,20 @@ class Core:
             self._matcher = Matcher.from_path(self.settings.kb_path)
         return self._matcher
 
+    async def warm(self) -> None:
+        """Build the knowledge index (and whatever its matcher builds on first use) in a thread,
+        before the first update: built lazily, the first question would hold the event loop
+        for over half a second."""
+        def build() -> None:
+            import handlers  # noqa: F401  (imported by the first update otherwise)
+            from knowledge.index import Matcher
+
+            m = Matcher.from_path(self.settings.kb_path)
+            m.match("路灯不亮")  # anything the matcher prepares on its first query
+            self._matcher = m
+
+        await asyncio.to_thread(build)
+
     def reload_matcher(self) -> int:
         from knowledge.index import Matcher
 

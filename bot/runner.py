@@ -85,6 +85,7 @@ class BotRunner:
         engine = await prepare_database(settings, self.engine)
         core = self.core = Core(settings, engine=engine, **({"clock": self.clock} if self.clock else {}))
         await core.reload_router()
+        await core.warm()  # before any update is taken (recovered ones included)
         transport = self.transport = make_transport(settings)
         transport.bind(core.process)
         core.feed = transport.feed
