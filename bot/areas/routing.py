@@ -358,7 +358,10 @@ class Router:
         if self._gaz is None or not self.home.codes:
             return None
         for m in self._gaz.mentions(s):
-            if any(h.exact and h.start <= m.start and m.end <= h.end and (h.end - h.start) > (m.end - m.start)
+            # a grid word as long as the division counts as the grid's only with a house
+            # number after it (北京5号 is 北京路 here; 北京，香港路 is Beijing)
+            if any(h.exact and h.start <= m.start and m.end <= h.end and (
+                    (h.end - h.start) > (m.end - m.start) or re.match(r"(?:的|第)?\d", s[h.end:]))
                    for h in hits):
                 continue
             divs = [self._gaz.divisions[c] for c in m.codes]
@@ -436,7 +439,10 @@ class Router:
     def _build_terms(self) -> None:
         terms: dict[str, _Term] = {}
 
-        def add(text: str, area_id: str, weight: float, road: str | None = None, needs_number: bool = False) -> None:
+        explicit: set[str] = set()  # terms that are some area's own name or alias
+
+        def add(text: str, area_id: str, weight: float, road: str | None = None, needs_number: bool = False,
+                own: bool = False) -> None:
             if not text:
                 return
             latin = _is_latin(text)
@@ -445,15 +451,22 @@ class Router:
             t = terms.get(text)
             if t is None:
                 t = terms[text] = _Term(text, set(), weight, set(), latin, needs_number)
+            elif own and text not in explicit:
+                # an operator's own alias beats the same text derived as another area's stem
+                t.areas, t.roads, t.needs_number = set(), set(), needs_number
+            elif not own and text in explicit:
+                return
             else:
                 t.needs_number = t.needs_number and needs_number
+            if own:
+                explicit.add(text)
             t.areas.add(area_id)
             t.weight = max(t.weight, weight)
             if road:
                 t.roads.add(road)
 
-        def add_with_stems(n: str, area_id: str, road: str | None) -> None:
-            add(n, area_id, 100.0, road)
+        def add_with_stems(n: str, area_id: str, road: str | None, own: bool = True) -> None:
+            add(n, area_id, 100.0, road, own=own)
             for st in _stems(n):
                 estate = len(st) == 2 and any(n.endswith(x) for x in _ESTATE_SUFFIXES)
                 add(st, area_id, 100.0 if len(st) >= 3 else 95.0, road, needs_number=estate)
@@ -469,10 +482,10 @@ class Router:
                 add_with_stems(n, a.id, road)
                 for seg in ("南段", "北段", "东段", "西段", "单号段", "双号段", "段"):
                     if n.endswith(seg) and len(n) > len(seg) + 1:
-                        add(n[: -len(seg)], a.id, 100.0, road)
+                        add(n[: -len(seg)], a.id, 100.0, road, own=False)
                         break
             for r in roads:
-                add_with_stems(r, a.id, r)
+                add_with_stems(r, a.id, r, own=False)
         # pinyin and English spellings of every Chinese term (names, aliases, stems)
         for t in list(terms.values()):
             if t.latin or not _is_cjk(t.text) or t.text.endswith("段"):
@@ -698,7 +711,7 @@ class Router:
                 if min(f.end, k.end) - max(f.start, k.start) > flen / 2:
                     if k.exact and flen > k.end - k.start and f.score >= 80.0 and (
                             self._is_ancestor(k.area_id, f.area_id)
-                            or (f.start <= k.start and k.end <= f.end)):
+                            or (f.start <= k.start and k.end <= f.end and k.area_id != f.area_id)):
                         if not self._is_ancestor(k.area_id, f.area_id):
                             covered.append(k)
                         continue
