@@ -189,6 +189,16 @@ DEV_KINDS: list[tuple[str, str | None, str]] = [
     ('碧海', None, 'no-suffix'),
     ('中山公园', None, 'outside'),
     ('北京路5号', None, 'outside'),
+    ('海滨小学旁边的福州南路', 'fuzhou-s', 'landmark'),
+    ('福州南路150号，海滨小学对面', 'fuzhou-n', 'landmark'),
+    ('香港中路12号，浮山湾花园旁边', 'xianggang-even', 'landmark'),
+    ('湛山小学附近的澳门路', 'aomen-rd', 'landmark'),
+    ('燕儿岛体育场对面，碧海家园', 'bihai-jiayuan', 'landmark'),
+    ('闽江路菜市场旁边的彰化路', 'zhanghua-rd', 'landmark'),
+    ('五十八中旁边，东海西路', 'donghai-e', 'landmark'),
+    ('观海幼儿园对面的燕儿岛路', 'yanerdao-s', 'landmark'),
+    ('海口路，碧海家园旁边', 'haikou-rd', 'landmark'),
+    ('东海西路30号，湛山三里斜对面', 'donghai-w', 'landmark'),
 ]
 
 X0, X1, X2, X3, X4 = 120.38, 120.39, 120.40, 120.41, 120.42

@@ -67,6 +67,8 @@ _DIRECTION_LATIN = {"东": ("dong", "east"), "西": ("xi", "west"), "南": ("nan
                     "北": ("bei", "north"), "中": ("zhong", "middle")}
 # qualifiers: the place after one of these is a landmark beside the target, not the target
 _QUALIFIER_RE = re.compile(r"靠近|挨着|靠|近|离|往|朝")
+# …and a place followed by one of these (海滨小学旁边的福州南路, 福州南路5号，五十三中对面)
+_AFTER_QUALIFIER_RE = re.compile(r"(?:的)?(?:斜对面|对面|旁边|边上|隔壁|附近|周边|后面|背后|旁)")
 # a grid word directly followed by one of these is a division (海口市, 福州市), not the grid's place
 _DIVISION_AFTER = set("市省区县")
 _NOT_DIVISION_AFTER = ("市场", "市民", "市集", "区域")
@@ -270,6 +272,7 @@ class _Hit:
     area_id: str = ""
     areas: tuple[str, ...] = ()
     landmark: bool = False
+    numbered: bool = False  # narrowed down by a house number
 
 
 # ---------------------------------------------------------------------------- router
@@ -658,6 +661,7 @@ class Router:
                             matched.add(aid)
                 if matched:
                     areas = matched
+                    h.numbered = True
         h.areas = tuple(sorted(areas, key=lambda x: self._order[x]))
         h.area_id = self._lca(areas) or ""
 
@@ -674,7 +678,8 @@ class Router:
 
     @staticmethod
     def _mark_landmarks(s: str, ends: tuple[int, ...], hits: list[_Hit]) -> None:
-        """Hits after 靠/靠近/挨着/近/离/往/朝 (up to the end of the clause, or a 的) are landmarks."""
+        """Hits after 靠/靠近/挨着/近/离/往/朝 (up to the end of the clause, or a 的), and
+        hits followed by 旁边/对面/附近…, are landmarks."""
         for m in _QUALIFIER_RE.finditer(s):
             q0, q1 = m.start(), m.end()
             if any(h.start <= q0 < h.end for h in hits):
@@ -686,6 +691,9 @@ class Router:
             for h in hits:
                 if q1 <= h.start < stop:
                     h.landmark = True
+        for h in hits:
+            if _AFTER_QUALIFIER_RE.match(s, h.end) and not h.numbered:
+                h.landmark = True
 
     def route_address(self, text: str) -> RouteResult:
         s, ends = _prepare(text or "")
@@ -734,7 +742,8 @@ class Router:
         targets = [h for h in pruned if not h.landmark and h.score >= self.threshold]
         landmarks = [h for h in pruned if h.landmark]
         pool = targets or pruned
-        pool.sort(key=lambda h: (-h.score, -(h.end - h.start), -self._depth[h.area_id], self._order[h.area_id]))
+        pool.sort(key=lambda h: (-h.score, not h.numbered, -(h.end - h.start), -self._depth[h.area_id],
+                                 self._order[h.area_id]))
         best = pool[0]
         score = best.score
         area_id = best.area_id
@@ -746,6 +755,7 @@ class Router:
             # area holding both, a little less confident
             for other in pool[1:]:
                 if (other.area_id != best.area_id and other.score >= best.score - 1
+                        and other.numbered >= best.numbered
                         and not self._is_ancestor(other.area_id, best.area_id)
                         and not self._is_ancestor(best.area_id, other.area_id)
                         and (other.end - other.start) >= (best.end - best.start)):
