@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     # messages per second for the bot as a whole; Telegram allows about 30 (more for paid broadcasts)
     broadcast_rate: float = Field(default=25.0, gt=0, le=1000)
     auto_close_days: int = Field(default=7, ge=1, le=90)
+    # the web console (bot/web): in webhook mode served by the webhook server; in polling mode on
+    # web_host:web_port (0 = no console). web_base_url is the public address put in /console links.
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=0, ge=0, le=65535)
+    web_base_url: str = ""
+    # map tiles for the console map, e.g. https://tile.example.org/{z}/{x}/{y}.png ("" = no tiles)
+    tile_url: str = ""
 
     @field_validator("admin_ids", mode="before")
     @classmethod
