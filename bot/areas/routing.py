@@ -907,17 +907,20 @@ def _route_line(router: Router, line: str) -> dict:
 
 
 def route_cli_main(address: str | None, lat: float | None, lon: float | None,
-                   grid_path: str | Path | None, stdin: IO[str], stdout: IO[str]) -> int:
+                   grid_path: str | Path | None, stdin: IO[str], stdout: IO[str], *,
+                   router: Router | None = None) -> int:
     """``gridbot grid route [--address TEXT] [--lat X --lon Y] [--grid FILE] --json``.
 
     Prints one JSON object per query.  Exit status: 0 ok, 1 when some stdin lines were
     malformed (each gets ``{"line": n, "error": …}`` and the rest are still routed),
-    2 for a usage error or an invalid grid file (``{"error": …}``)."""
+    2 for a usage error or an invalid grid file (``{"error": …}``).  ``router`` (the grid in
+    the database) is used instead of ``grid_path`` when given."""
     if (lat is None) != (lon is None):
         stdout.write(_dump({"error": "--lat and --lon must be given together"}) + "\n")
         return 2
     try:
-        router = _cached_router(str(Path(grid_path).resolve()) if grid_path else str(DEFAULT_GRID_PATH))
+        if router is None:
+            router = _cached_router(str(Path(grid_path).resolve()) if grid_path else str(DEFAULT_GRID_PATH))
     except GridFileError as exc:
         stdout.write(_dump({"error": str(exc)}) + "\n")
         return 2
