@@ -12,7 +12,7 @@ Cut-offs were chosen on the eval set to keep each baseline's confidently-wrong r
 answering nothing (printed with the results). For the baselines a below-cut-off top hit counts as a
 "suggestion".
 
-Metrics over tests/data/faq_eval.yaml:
+Metrics over tests/data/faq_dev.yaml:
   top1      correct answer given confidently            (in-scope)
   top1|sug  correct answer given, or first suggestion   (in-scope)
   wrong     confident answer that is wrong             (in-scope)
@@ -40,7 +40,7 @@ from rapidfuzz import fuzz, process  # noqa: E402
 from knowledge.index import Matcher  # noqa: E402
 from knowledge.loader import DEFAULT_KB_DIR, Entry, load_kb  # noqa: E402
 
-EVAL = ROOT / "tests" / "data" / "faq_eval.yaml"
+EVAL = ROOT / "tests" / "data" / "faq_dev.yaml"
 FUZZ_CUTOFF = 75.0   # lowest cut-off with ≤ 2 % confidently wrong and ≤ 3 % out-of-scope answered (swept 60–86)
 BM25_CUTOFF = 12.0   # same rule (swept 4–12; at 10 it is 4.5 % wrong)
 BIG = 10_000
@@ -48,10 +48,95 @@ BM25_BIG_SAMPLE = 120  # BM25 scores every document in Python: at 10k entries on
 
 
 def load_eval(path: Path = EVAL) -> tuple[list[tuple[str, str]], list[str]]:
+    """``(in-scope [(entry id, query)], not-to-answer [query])`` from either split's format:
+    the dev file (``in_scope: {id: [q…]}``, ``in_scope_long``, ``out_of_scope``) or the test file
+    (``items: [{q, expect: id|null, kind}]``)."""
     d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if "items" in d:
+        ins = [(str(it["expect"]), str(it["q"])) for it in d["items"] if it.get("expect")]
+        return ins, [str(it["q"]) for it in d["items"] if not it.get("expect")]
     ins = [(eid, q) for eid, qs in d["in_scope"].items() for q in qs]
     ins += [(eid, q) for eid, q in d.get("in_scope_long", [])]
     return ins, list(d["out_of_scope"])
+
+
+def calibrate(path: Path = EVAL) -> None:
+    """Fit the fused decision on the DEV split only and print the constants for knowledge/index.py.
+
+    1. A logistic model over each candidate's row (Matcher.candidates), label = "this is the entry".
+    2. A sweep of ANSWER_MIN × ANSWER_MARGIN against the fixed objective — confidently wrong ≤ 1 %,
+       not-to-answer answered ≤ 2 %, then as many confident answers as possible — with half of each
+       allowance … (ties: fewer mistakes on dev, then the stricter thresholds).
+    3. SUGGEST_MIN: the lowest value keeping not-to-answer questions offered a suggestion ≤ 25 %.
+    """
+    import numpy as np
+
+    import knowledge.index as ix
+
+    ins, oos = load_eval(path)
+    m = Matcher(load_kb(DEFAULT_KB_DIR))
+    X, y, groups = [], [], []
+    for eid, q in [*ins, *((None, q) for q in oos)]:
+        rows, _, _ = m.candidates(q)
+        g = []
+        for i, x in rows:
+            g.append(len(X))
+            X.append(x)
+            y.append(1.0 if m.entries[i].id == eid else 0.0)
+        groups.append((eid, g))
+    Xa = np.hstack([np.asarray(X), np.ones((len(X), 1))])
+    ya = np.asarray(y)
+    w = np.zeros(Xa.shape[1])
+    lam = 1e-2
+    for _ in range(50):  # Newton steps (L2-regularised logistic regression)
+        p = 1 / (1 + np.exp(-Xa @ w))
+        grad = Xa.T @ (p - ya) + lam * w
+        hess = (Xa * (p * (1 - p))[:, None]).T @ Xa + lam * np.eye(len(w))
+        w -= np.linalg.solve(hess, grad)
+    probs = 1 / (1 + np.exp(-Xa @ w))
+    n_in, n_oos = len(ins), len(oos)
+    best = None
+    import itertools
+
+    for lmin, amin, marg in itertools.product(range(0, 61, 3), [*range(20, 96, 2), 96, 97, 98, 99, 99.5],
+                                              range(0, 71, 5)):
+        if True:
+            ok = wrong = oans = 0
+            for eid, g in groups:
+                if not g:
+                    continue
+                order = sorted(g, key=lambda r: probs[r], reverse=True)
+                p1 = probs[order[0]]
+                p2 = probs[order[1]] if len(order) > 1 else 0.0
+                x = X[order[0]]
+                if 100 * p1 >= amin and 100 * (p1 - p2) >= marg and x[5] == 1.0 and 5 * x[4] >= ix.MIN_MEANINGFUL \
+                        and 100 * x[0] >= lmin:
+                    if eid is None:
+                        oans += 1
+                    elif y[order[0]]:
+                        ok += 1
+                    else:
+                        wrong += 1
+            if wrong / n_in <= 0.01 and oans / n_oos <= 0.02:
+                key = (ok, -wrong - oans, amin, marg, lmin)  # ties: fewer mistakes, then stricter
+                if best is None or key > best[0]:
+                    best = (key, wrong, oans)
+    names = ("L", "cos", "L lead", "cos lead", "meaningful", "agree", "LxS")
+    print("dev rows", len(X), "weights", ", ".join(f"{n}={v:.3f}" for n, v in zip(names, w)), f"bias={w[-1]:.3f}")
+    if best is None:
+        print("no thresholds meet the objective on dev")
+        return
+    (ok, _, amin, marg, lmin), wrong, oans = best
+    sug = 0
+    for smin in range(5, 60):
+        offered = sum(1 for eid, g in groups if eid is None and g and 100 * max(probs[r] for r in g) >= smin)
+        if offered / n_oos <= 0.25:
+            sug = smin
+            break
+    print(f"CALIB_W = ({', '.join(f'{v:.3f}' for v in w[:-1])})")
+    print(f"CALIB_B = {w[-1]:.3f}")
+    print(f"LEXICAL_MIN = {float(lmin)}, ANSWER_MIN = {float(amin)}, ANSWER_MARGIN = {float(marg)}, SUGGEST_MIN = {sug}.0")
+    print(f"dev at these: confident right {ok / n_in:.1%}, wrong {wrong / n_in:.1%}, not-to-answer answered {oans / n_oos:.1%}")
 
 
 # --------------------------------------------------------------------------- synthetic growth
@@ -207,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="real KB only")
     ap.add_argument("--kb", default=str(DEFAULT_KB_DIR))
+    ap.add_argument("--calibrate", action="store_true", help="fit the fused decision on the DEV split and print it")
     args = ap.parse_args(argv)
+    if args.calibrate:
+        calibrate()
+        return 0
 
     ins, oos = load_eval()
     real = load_kb(args.kb)

@@ -117,6 +117,7 @@ class BotRunner:
             return
         core = self.core = Core(settings, engine=engine, **({"clock": self.clock} if self.clock else {}))
         await core.reload_router()
+        await core.warm()  # before any update is taken (recovered ones included)
         transport = self.transport = make_transport(settings)
         transport.bind(core.process)
         core.feed = transport.feed
@@ -143,7 +144,7 @@ class BotRunner:
             if self.webhook:
                 await self._serve_webhook()
             else:
-                await self._poll()
+                await self._poll_with_console()
         finally:
             await self._shutdown()
 
@@ -156,6 +157,19 @@ class BotRunner:
                 loop.add_signal_handler(sig, self.stop)
             except (RuntimeError, ValueError):  # not the main thread (tests run the bot in a task)
                 continue
+
+    async def _poll_with_console(self) -> None:
+        """Polling; the web console (bot/web) listens on GRIDBOT_WEB_PORT when one is set."""
+        web = None
+        if self.settings.web_port:
+            from bot.web import serve
+
+            web = await serve(self.core, self.settings.web_host, self.settings.web_port)
+        try:
+            await self._poll()
+        finally:
+            if web is not None:
+                await web.cleanup()
 
     async def _poll(self) -> None:
         core, transport = self.core, self.transport
@@ -215,6 +229,9 @@ class BotRunner:
 
         app = web.Application()
         app.router.add_post(settings.webhook_path, handle)
+        from bot.web import mount
+
+        mount(app, core)  # the web console and Open311 share the webhook server
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     proxy: str = ""
     log_level: str = "INFO"
     log_format: str = "text"
+    # the web console (bot/web): in webhook mode served by the webhook server; in polling mode on
+    # web_host:web_port (0 = no console). web_base_url is the public address put in /console links.
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=0, ge=0, le=65535)
+    web_base_url: str = ""
+    # map tiles for the console map, e.g. https://tile.example.org/{z}/{x}/{y}.png ("" = no tiles)
+    tile_url: str = ""
 
     @field_validator("admin_ids", mode="before")
     @classmethod
