@@ -24,6 +24,7 @@ from bot.db import make_engine, make_sessionmaker
 from bot.i18n import Texts
 from bot.notify import language_of
 from bot.outbox.dispatcher import OutboxDispatcher
+from bot.outbox.kinds import MessageKind
 from bot.outbox.ratelimit import Limits, RateLimiter
 from bot.outbox.service import enqueue
 from bot.people.service import mark_gone, seen, seen_group
@@ -227,7 +228,7 @@ class Core:
                 from bot.people.models import Person
 
                 t = Texts(language_of(await s.get(Person, ev.user.id)))
-                await enqueue(session=s, msg=Outgoing(chat_id=ev.chat.id, text=t("core.error")), kind="error", now=now)
+                await enqueue(session=s, msg=Outgoing(chat_id=ev.chat.id, text=t("core.error")), kind=MessageKind.ERROR, now=now)
         if ev is not None and ev.callback_id and self.messenger is not None:
             await self._answer_callback(ev.callback_id, None, False)
 
