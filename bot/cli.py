@@ -40,7 +40,9 @@ def _fail(msg: str, code: int = 2):
 
 
 @app.command()
-def run(webhook: bool = typer.Option(False, "--webhook", help="receive updates by webhook instead of polling")) -> None:
+def run(webhook: bool = typer.Option(False, "--webhook", help="receive updates by webhook instead of polling"),
+        sample_grid: bool = typer.Option(False, "--sample-grid",
+                                         help="load the fictional sample grid into an empty database (a trial only)")) -> None:
     """Run the bot with its scheduler (long polling unless --webhook)."""
     settings = _settings()
     if not settings.bot_token:
@@ -48,8 +50,14 @@ def run(webhook: bool = typer.Option(False, "--webhook", help="receive updates b
     if webhook and not settings.webhook_url:
         _fail("--webhook needs GRIDBOT_WEBHOOK_URL (the public https address Telegram should call)")
     from bot.runner import run as run_bot
+    from bot.startup import StartupError
 
-    run_bot(settings, webhook=webhook)
+    try:
+        run_bot(settings, webhook=webhook, sample_grid=sample_grid)
+    except StartupError as e:
+        _fail(str(e), e.code)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -277,8 +285,13 @@ def jobs_run(name: str) -> None:
 
     if name not in JOBS:
         _fail(f"no job {name!r}; jobs: {', '.join(JOBS)}")
+    from bot.startup import StartupError
+
     settings = _settings()
-    result = asyncio.run(run_job_now(settings, name))
+    try:
+        result = asyncio.run(run_job_now(settings, name))
+    except StartupError as e:
+        _fail(str(e), e.code)
     typer.echo(json.dumps(result, ensure_ascii=False))
 
 
