@@ -9,6 +9,7 @@ from bot.cases import flows, service
 from bot.cases.models import Case
 from bot.cases.transitions import OPEN, TransitionError
 from bot.i18n import Safe, escape
+from bot.outbox.kinds import MessageKind
 from bot.transport.base import Button
 from handlers.registry import callback, command, flow
 
@@ -458,7 +459,7 @@ async def resident_action(ctx, case: Case, action: str, arg: str) -> None:
             case.next_check_at = None
             await ctx.edit(ctx.t("cases.confirmed_ask_rating", ref=case.ref), flows.rating_buttons(case)(ctx.t))
             if case.assignee_id:
-                await ctx.notify(case.assignee_id, "case_confirmed",
+                await ctx.notify(case.assignee_id, MessageKind.CASE_CONFIRMED,
                                  lambda t: t("cases.confirmed_worker", ref=case.ref))
         elif action == "no":
             await service.move(session=ctx.session, case=case, action="reopen", actor=actor, now=ctx.now,
@@ -484,7 +485,7 @@ async def resident_action(ctx, case: Case, action: str, arg: str) -> None:
             case.next_check_at = None
             await ctx.edit(ctx.t("cases.withdrawn", ref=case.ref))
             if case.assignee_id:
-                await ctx.notify(case.assignee_id, "case_withdrawn", lambda t: t("cases.withdrawn_worker", ref=case.ref))
+                await ctx.notify(case.assignee_id, MessageKind.CASE_WITHDRAWN, lambda t: t("cases.withdrawn_worker", ref=case.ref))
     except TransitionError as e:
         ctx.answer(ctx.t(e.reason), alert=True)
         return

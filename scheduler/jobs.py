@@ -29,6 +29,7 @@ from bot.cases.transitions import OPEN, Actor, Event
 from bot.core_models import JobRun
 from bot.i18n import Safe, Texts
 from bot.notify import language_of, notify
+from bot.outbox.kinds import MessageKind
 from bot.people.models import Person
 from bot.sql import insert_ignore
 
@@ -186,7 +187,7 @@ async def _case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
             t("cases.field_deadline", value=flows.fmt_time(c.deadline_at, tz))]
 
 
-async def _send(ch: _Chase, t: Texts, chat_id: int, kind: str, key: str, text: str, buttons=None) -> bool:
+async def _send(ch: _Chase, t: Texts, chat_id: int, kind: MessageKind, key: str, text: str, buttons=None) -> bool:
     sent = await notify(session=ch.session, now=ch.now, chat_id=chat_id, kind=kind, render=lambda _t: text,
                         buttons=buttons, dedupe_key=key, lang=t.lang)
     ch.counts[kind] += int(sent)
@@ -201,7 +202,7 @@ async def _remind(ch: _Chase, c: Case, due: datetime) -> None:
     body = await _case_lines(ch, t, c)
     text = "\n".join([t("sched.remind", ref=c.ref, deadline=flows.fmt_time(due, ch.settings.tz),
                         left=duration(t, due - ch.now)), *body])
-    await _send(ch, t, c.assignee_id, "sla_reminder", f"remind:{c.id}:1:{key_time(due)}", text,
+    await _send(ch, t, c.assignee_id, MessageKind.SLA_REMINDER, f"remind:{c.id}:1:{key_time(due)}", text,
                 lambda _t: flows.task_buttons(t, c))
 
 
@@ -213,7 +214,7 @@ async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
     t = ch.texts(c.assignee_id)
     body = await _case_lines(ch, t, c)
     text = "\n".join([t("sched.overdue", ref=c.ref, deadline=flows.fmt_time(due, ch.settings.tz)), *body])
-    await _send(ch, t, c.assignee_id, "overdue_assignee", f"overdue:{c.id}:{key_time(due)}", text,
+    await _send(ch, t, c.assignee_id, MessageKind.OVERDUE_ASSIGNEE, f"overdue:{c.id}:{key_time(due)}", text,
                 lambda _t: flows.task_buttons(t, c))
 
 
@@ -228,7 +229,7 @@ async def _escalate(ch: _Chase, c: Case, due: datetime, level: int, group: list[
         body = await _case_lines(ch, t, c)
         text = "\n".join([t("sched.escalate", level=step, ref=c.ref, late=duration(t, ch.now - due), assignee=who),
                           *body])
-        await _send(ch, t, uid, "escalation", f"escalate:{c.id}:{level}:{uid}:{key_time(due)}", text)
+        await _send(ch, t, uid, MessageKind.ESCALATION, f"escalate:{c.id}:{level}:{uid}:{key_time(due)}", text)
 
 
 async def chase(ch: _Chase, c: Case) -> None:
@@ -296,8 +297,8 @@ async def sweep(core, now: datetime, *, batch: int = BATCH, max_batches: int = M
         if len(cases) < batch:
             break
     kick(core)
-    return {"checked": checked, "reminded": counts["sla_reminder"],
-            "overdue": counts["overdue_assignee"], "escalated": counts["escalation"]}
+    return {"checked": checked, "reminded": counts[MessageKind.SLA_REMINDER],
+            "overdue": counts[MessageKind.OVERDUE_ASSIGNEE], "escalated": counts[MessageKind.ESCALATION]}
 
 
 # --- auto-close -------------------------------------------------------------------------------------
@@ -321,7 +322,7 @@ async def autoclose(core, now: datetime, *, batch: int = BATCH, max_batches: int
                 for uid in await service.followers(session=s, case=c):
                     key = f"autoclose:{c.id}" if uid == c.reporter_id else f"autoclose:{c.id}:{uid}"
                     told += await notify(
-                        session=s, now=now, chat_id=uid, kind="auto_closed", dedupe_key=key,
+                        session=s, now=now, chat_id=uid, kind=MessageKind.AUTO_CLOSED, dedupe_key=key,
                         render=lambda t, c=c, cat=cat: t("sched.auto_closed", ref=c.ref,
                                                         category=flows.category_name(t, cat), days=days),
                         buttons=flows.rating_buttons(c) if uid == c.reporter_id else None)
@@ -482,8 +483,9 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
     letters = []
     for uid in recipients:
         load = loads.get(uid)
-        kind = "digest_admin" if uid in admins else "digest_supervisor" if uid in sups else "digest_worker"
-        if kind == "digest_worker" and (load is None or load.open == 0):
+        kind = (MessageKind.DIGEST_ADMIN if uid in admins else MessageKind.DIGEST_SUPERVISOR if uid in sups
+                else MessageKind.DIGEST_WORKER)
+        if kind == MessageKind.DIGEST_WORKER and (load is None or load.open == 0):
             continue
 
         def render(t: Texts, uid=uid, load=load) -> str:
@@ -499,8 +501,9 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
 
         letters.append((uid, kind, f"digest:{uid}:{period}", render))
     counts = await _deliver(core, now, letters, batch)
-    result = {"period": period, "workers": counts["digest_worker"], "supervisors": counts["digest_supervisor"],
-              "admins": counts["digest_admin"], "already_sent": counts["already_sent"]}
+    result = {"period": period, "workers": counts[MessageKind.DIGEST_WORKER],
+              "supervisors": counts[MessageKind.DIGEST_SUPERVISOR], "admins": counts[MessageKind.DIGEST_ADMIN],
+              "already_sent": counts["already_sent"]}
     await _finish_period(core, "digest", period, now, str(result))
     return result
 
@@ -552,11 +555,11 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
                      for k, i in enumerate(items, 1)]
             return fit(t, head, lines, total=n)
 
-        return (uid, "weekly_overdue", f"weekly:{uid}:{week}", render)
+        return (uid, MessageKind.WEEKLY_OVERDUE, f"weekly:{uid}:{week}", render)
 
     letters = [letter(uid, None if uid in admins else sups[uid]) for uid in sorted(set(sups) | set(admins))]
     counts = await _deliver(core, now, letters, batch)
-    result = {"period": week, "sent": counts["weekly_overdue"], "already_sent": counts["already_sent"],
+    result = {"period": week, "sent": counts[MessageKind.WEEKLY_OVERDUE], "already_sent": counts["already_sent"],
               "overdue": sum(totals.values())}
     await _finish_period(core, "weekly", week, now, str(result))
     return result

@@ -17,6 +17,7 @@ from bot.cases.deadlines import reminder_at
 from bot.cases.models import Case
 from bot.cases.transitions import OPEN, Event, NotAllowed, TransitionError
 from bot.notify import notify
+from bot.outbox.kinds import MessageKind
 
 MAX_NOTE = 1000
 MAX_EXTEND_HOURS = 24 * 30
@@ -63,7 +64,7 @@ async def transfer(*, session: AsyncSession, now: datetime, tz, case: Case, user
     if case.assignee_id and case.assignee_id != old_assignee:
         await flows.push_task(session=session, now=now, case=case, tz=tz, header="transferred", note=reason)
     await flows.tell_followers(session=session, now=now, case=case, key="cases.transferred_notice",
-                               kind="case_transferred")
+                               kind=MessageKind.CASE_TRANSFERRED)
 
 
 async def add_note(*, session: AsyncSession, now: datetime, case: Case, user_id: int, is_admin: bool,
@@ -99,5 +100,5 @@ async def extend_deadline(*, session: AsyncSession, now: datetime, tz, case: Cas
                                   note=f"+{hours:g}h → {case.deadline_at.astimezone(tz):%m-%d %H:%M} · {reason}"), now)
     if case.assignee_id:
         deadline = flows.fmt_time(case.deadline_at, tz)
-        await notify(session=session, now=now, chat_id=case.assignee_id, kind="case_extended",
+        await notify(session=session, now=now, chat_id=case.assignee_id, kind=MessageKind.CASE_EXTENDED,
                      render=lambda t: t("web.extended_notice", ref=case.ref, deadline=deadline, reason=reason))
