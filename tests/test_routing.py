@@ -612,3 +612,25 @@ def test_a_pin_near_a_neighbouring_unit_lists_it(router):
     assert r.area_id == "xianggang-odd" and r.near == ("xianggang-even",)
     # the middle of a unit: nothing near
     assert router.route_point(36.0525, 120.385).near == ()
+
+
+def test_p99_per_address_with_the_gazetteer_loaded(router):
+    """CPU time per address with the caches cleared (bench/routing.py prints the figures beside
+    the previous router; this is a regression guard, generous for a slow CI machine)."""
+    from bot.areas import routing as mod
+
+    texts = [t for t, _ in ADDRESSES if t] + [t for t, _, _ in DEV_KINDS]
+    for t in texts:
+        router.route_address(t)
+    times = []
+    for _ in range(3):
+        for t in texts:
+            mod.normalize_text.cache_clear()
+            mod._prepare.cache_clear()
+            c0 = time.thread_time()
+            router.route_address(t)
+            times.append(time.thread_time() - c0)
+    times.sort()
+    p99 = times[int(len(times) * 0.99)]
+    print(f"\naddress routing CPU p50 {times[len(times) // 2] * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms")
+    assert p99 < 0.002

@@ -282,12 +282,15 @@ class Router:
     """Built once from a GridSpec; all queries are read-only and thread-safe."""
 
     def __init__(self, grid: GridSpec, *, threshold: float = ADDRESS_THRESHOLD, gazetteer: bool = True):
+        from bot.areas.tree import AreaTree
+
         self.grid = grid
         self.threshold = threshold
+        self.tree = AreaTree.of_spec(grid.areas)
         self._areas = {a.id: a for a in grid.areas}
         self._depth = {a.id: a.level for a in grid.areas}
         self._order = {a.id: a.order for a in grid.areas}
-        self._ancestors = {a.id: tuple(x.id for x in grid.ancestors(a.id)) for a in grid.areas}
+        self._ancestors = {a.id: self.tree.ancestors(a.id) for a in grid.areas}
         self._has_children = {a.parent_id for a in grid.areas if a.parent_id}
         self._build_point_index()
         self._build_terms()
@@ -302,25 +305,12 @@ class Router:
     def assignee_for(self, area_id: str | None) -> int | None:
         """Captain of the deepest area with a captain from ``area_id`` up; failing that the
         first supervisor up the tree; None when the area is unknown or nobody is set."""
-        if area_id is None or area_id not in self._areas:
-            return None
-        chain = [self._areas[area_id]] + [self._areas[x] for x in self._ancestors[area_id]]
-        for a in chain:
-            if a.captain is not None:
-                return a.captain
-        for a in chain:
-            if a.supervisor is not None:
-                return a.supervisor
-        return None
+        return self.tree.responsible_for(area_id)
 
     def supervisor_for(self, area_id: str | None) -> int | None:
         """First supervisor from the area up the tree (for escalations)."""
-        if area_id is None or area_id not in self._areas:
-            return None
-        for x in (area_id,) + self._ancestors[area_id]:
-            if self._areas[x].supervisor is not None:
-                return self._areas[x].supervisor
-        return None
+        sups = self.tree.supervisors_above(area_id)
+        return sups[0] if sups else None
 
     def _is_ancestor(self, anc: str, desc: str) -> bool:
         return anc in self._ancestors.get(desc, ())
