@@ -54,6 +54,7 @@ class Core:
         self._slots = asyncio.Semaphore(settings.max_concurrent_chats)
         self._router = None
         self._matcher = None
+        self.faq_extra: dict[str, list[str]] = {}  # admins' links {entry id: [wording, …]} (faq_alternates)
         self._cpu = None  # the matcher's thread, created on first use
         self.processed = 0
 
@@ -74,8 +75,32 @@ class Core:
         if self._matcher is None:
             from knowledge.index import Matcher
 
-            self._matcher = Matcher.from_path(self.settings.kb_path)
+            self._matcher = self._new_matcher()
         return self._matcher
+
+    def _new_matcher(self):
+        from knowledge.index import Matcher
+        from knowledge.learned import merge_alternates
+        from knowledge.loader import load_kb
+
+        return Matcher(merge_alternates(load_kb(self.settings.kb_path), self.faq_extra))
+
+    async def load_faq_alternates(self) -> None:
+        """The wordings admins linked to entries (kept in the database) — before the index is built."""
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from bot.core_models import FaqAlternate
+
+        extra: dict[str, list[str]] = {}
+        try:
+            async with self.sessionmaker() as s:
+                for entry_id, text in (await s.execute(
+                        select(FaqAlternate.entry_id, FaqAlternate.text).order_by(FaqAlternate.id))).all():
+                    extra.setdefault(entry_id, []).append(text)
+        except SQLAlchemyError:  # no schema yet (a bare CLI use): nothing was linked
+            return
+        self.faq_extra = extra
 
     async def warm(self) -> None:
         """Build the knowledge index and its rankers before the first update, off the event loop:
@@ -85,12 +110,11 @@ class Core:
 
             self._matcher = self._build_matcher()
 
+        await self.load_faq_alternates()
         await self._off_loop(build)
 
     def _build_matcher(self):
-        from knowledge.index import Matcher
-
-        m = Matcher.from_path(self.settings.kb_path)
+        m = self._new_matcher()
         if hasattr(m, "build"):
             m.build()  # jieba, the encoder, the entries' vectors: what a first query would pay for
         else:
@@ -119,9 +143,7 @@ class Core:
         return len(m.entries)
 
     def reload_matcher(self) -> int:
-        from knowledge.index import Matcher
-
-        self._matcher = Matcher.from_path(self.settings.kb_path)
+        self._matcher = self._new_matcher()
         return len(self._matcher.entries)
 
     def attach(self, messenger: Messenger, *, limits: Limits | None = None) -> OutboxDispatcher:
