@@ -25,6 +25,7 @@ from bot.i18n import Texts
 from bot.logonce import ErrorLog
 from bot.notify import language_of
 from bot.outbox.dispatcher import OutboxDispatcher
+from bot.outbox.kinds import MessageKind
 from bot.outbox.ratelimit import Limits, RateLimiter
 from bot.outbox.service import enqueue
 from bot.people.service import mark_gone, seen, seen_group
@@ -54,6 +55,7 @@ class Core:
         self._slots = asyncio.Semaphore(settings.max_concurrent_chats)
         self._router = None
         self._matcher = None
+        self._cpu = None  # the matcher's thread, created on first use
         self.processed = 0
         self.health = DbHealth(self.engine, log)
         self.errors = ErrorLog(log)
@@ -77,6 +79,47 @@ class Core:
 
             self._matcher = Matcher.from_path(self.settings.kb_path)
         return self._matcher
+
+    async def warm(self) -> None:
+        """Build the knowledge index and its rankers before the first update, off the event loop:
+        built lazily, the first question would hold the loop for a second or two."""
+        def build() -> None:
+            import handlers  # noqa: F401  (imported by the first update otherwise)
+
+            self._matcher = self._build_matcher()
+
+        await self._off_loop(build)
+
+    def _build_matcher(self):
+        from knowledge.index import Matcher
+
+        m = Matcher.from_path(self.settings.kb_path)
+        if hasattr(m, "build"):
+            m.build()  # jieba, the encoder, the entries' vectors: what a first query would pay for
+        else:
+            m.match("路灯不亮")
+        return m
+
+    async def _off_loop(self, fn, *args):
+        """CPU-bound work (matching, building the index) in the one matcher thread: the loop keeps
+        serving other chats, and the matcher is only ever used by one thread at a time."""
+        if self._cpu is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridbot-match")
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
+
+    async def match(self, text: str):
+        """The knowledge base's answer to a question, computed off the event loop."""
+        if self._matcher is None:
+            await self.warm()
+        return await self._off_loop(self._matcher.match, text)
+
+    async def rebuild_matcher(self) -> int:
+        """reload_matcher() off the event loop (building takes a second or more)."""
+        m = await self._off_loop(self._build_matcher)
+        self._matcher = m
+        return len(m.entries)
 
     def reload_matcher(self) -> int:
         from knowledge.index import Matcher
@@ -245,7 +288,7 @@ class Core:
                 from bot.people.models import Person
 
                 t = Texts(language_of(await s.get(Person, ev.user.id)))
-                await enqueue(session=s, msg=Outgoing(chat_id=ev.chat.id, text=t("core.error")), kind="error", now=now)
+                await enqueue(session=s, msg=Outgoing(chat_id=ev.chat.id, text=t("core.error")), kind=MessageKind.ERROR, now=now)
         if ev is not None and ev.callback_id and self.messenger is not None:
             await self._answer_callback(ev.callback_id, None, False)
 

@@ -2,7 +2,8 @@
 new cases per day), drawn with matplotlib's Agg backend.
 
 `render_png` is synchronous and CPU-bound: callers run it with `asyncio.to_thread` so the
-event loop keeps serving other chats meanwhile. Chinese labels need a CJK font; when none is
+event loop keeps serving other chats meanwhile. matplotlib is imported on the first chart, not
+when the bot starts (it costs about half a second). Chinese labels need a CJK font; when none is
 installed the chart falls back to English labels (and area ids) rather than drawing tofu
 boxes.
 """
@@ -14,10 +15,6 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
-
-import matplotlib
-
-matplotlib.use("Agg")
 
 WIDTH_IN, HEIGHT_IN, DPI = 10.0, 7.0, 100  # → 1000 × 700 pixels
 SIZE = (int(WIDTH_IN * DPI), int(HEIGHT_IN * DPI))
@@ -50,9 +47,17 @@ class ChartData:
     panel_titles: dict[str, Label] = field(default_factory=dict)
 
 
+def _matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return matplotlib
+
+
 @lru_cache(maxsize=1)
 def cjk_font() -> str | None:
     """The family name of an installed CJK font, or None."""
+    _matplotlib()
     from matplotlib import font_manager
 
     installed = {f.name for f in font_manager.fontManager.ttflist}
@@ -75,6 +80,7 @@ def cjk_font() -> str | None:
 
 def render_png(data: ChartData, *, lang: str = "zh") -> bytes:
     """The chart as PNG bytes, SIZE pixels."""
+    matplotlib = _matplotlib()
     from matplotlib.figure import Figure
 
     font = cjk_font()

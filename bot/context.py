@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core_models import Conversation
 from bot.i18n import Texts
 from bot.notify import Buttons, Render, notify
+from bot.outbox.kinds import MessageKind
 from bot.outbox.service import enqueue
 from bot.people.models import Person
 from bot.transport.base import Incoming, Keyboard, Location, Outgoing
@@ -52,7 +53,7 @@ class Ctx:
     # --- replying to this chat ---------------------------------------------------------
 
     async def reply(self, text: str, buttons: Keyboard | None = None, *, photos: list[str] | None = None,
-                    location: Location | None = None, kind: str = "reply", chat_id: int | None = None) -> None:
+                    location: Location | None = None, kind: MessageKind = MessageKind.REPLY, chat_id: int | None = None) -> None:
         photos = list(photos or [])
         method = "album" if len(photos) > 1 else "photo" if photos else "location" if location else "send"
         msg = Outgoing(chat_id=chat_id or self.ev.chat.id, method=method, text=text, buttons=buttons,
@@ -70,9 +71,9 @@ class Ctx:
             return
         method = "edit_caption" if self.ev.on_media else "edit"
         msg = Outgoing(chat_id=self.ev.chat.id, method=method, text=text, buttons=buttons, message_id=self.ev.message_id)
-        await enqueue(session=self.session, msg=msg, kind="edit", now=self.now)
+        await enqueue(session=self.session, msg=msg, kind=MessageKind.EDIT, now=self.now)
 
-    async def notify(self, chat_id: int, kind: str, render: Render, buttons: Buttons | None = None, **kw: Any) -> bool:
+    async def notify(self, chat_id: int, kind: MessageKind, render: Render, buttons: Buttons | None = None, **kw: Any) -> bool:
         return await notify(session=self.session, now=self.now, chat_id=chat_id, kind=kind, render=render,
                             buttons=buttons, **kw)
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Texts, pick_language
+from bot.outbox.kinds import MessageKind
 from bot.outbox.service import enqueue
 from bot.people.models import Person
 from bot.transport.base import Keyboard, Location, Outgoing
@@ -31,7 +32,7 @@ async def notify(
     session: AsyncSession,
     now: datetime,
     chat_id: int,
-    kind: str,
+    kind: MessageKind,
     render: Render,
     buttons: Buttons | None = None,
     photos: list[str] | None = None,

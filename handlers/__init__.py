@@ -5,7 +5,7 @@ from __future__ import annotations
 from handlers.registry import CALLBACKS, COMMANDS, FLOWS
 
 # importing the modules registers their handlers
-from handlers import common, resident, worker, admin, group, faq, broadcast, reports  # noqa: E402,F401
+from handlers import common, resident, worker, admin, group, faq, broadcast, reports, console  # noqa: E402,F401
 
 
 async def dispatch(ctx) -> None:

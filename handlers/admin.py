@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from bot.areas.models import Area
+from bot.outbox.kinds import MessageKind
 from bot.people.models import AuditEntry, Invite, Person
 from bot.i18n import Safe
 from bot.transport.base import Button
@@ -63,10 +64,10 @@ async def redeem_invite(ctx, code: str) -> None:
         area.captain_id = ctx.person.id
     else:
         area.supervisor_id = ctx.person.id
-    ctx.session.add(AuditEntry(at=ctx.now, actor_id=ctx.person.id, action="invite_redeemed",
+    ctx.session.add(AuditEntry(at=ctx.now, actor_id=ctx.person.id, action=MessageKind.INVITE_REDEEMED,
                                detail=f"{inv.role} {area.id} by {inv.created_by}"))
     await ctx.say("admin.invite_welcome", role=ctx.t(f"role.{inv.role}"), area=area.name)
-    await ctx.notify(inv.created_by, "invite_redeemed",
+    await ctx.notify(inv.created_by, MessageKind.INVITE_REDEEMED,
                      lambda t: t("admin.invite_redeemed", name=ctx.person.name, role=t(f"role.{inv.role}"),
                                  area=area.name))
 

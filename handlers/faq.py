@@ -28,7 +28,7 @@ async def answer_question(ctx, text: str) -> None:
     if len(text) > MAX_QUESTION:
         await ctx.say("faq.too_long", limit=MAX_QUESTION)
         return
-    m = ctx.core.matcher.match(text)
+    m = await ctx.core.match(text)
     entries = _entries(ctx)
     if m.decision == "answer" and m.answer_id in entries:
         await ctx.reply(_answer_text(ctx, entries[m.answer_id]))
@@ -93,7 +93,7 @@ async def faq_admin(ctx) -> None:
         from knowledge.loader import KnowledgeError
 
         try:
-            n = ctx.core.reload_matcher()
+            n = await ctx.core.rebuild_matcher()
         except KnowledgeError as e:
             await ctx.say("faq.admin_reload_failed", error=str(e))
             return
@@ -142,7 +142,7 @@ async def add_entry(ctx, rest: str) -> None:
     old = target.read_text(encoding="utf-8") if target.exists() else None
     target.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     try:
-        ctx.core.reload_matcher()
+        await ctx.core.rebuild_matcher()
     except KnowledgeError as e:
         if old is None:
             target.unlink()

@@ -9,6 +9,7 @@ from bot.cases import flows, service
 from bot.cases.models import Case
 from bot.cases.transitions import OPEN, TransitionError
 from bot.i18n import Safe, escape
+from bot.outbox.kinds import MessageKind
 from bot.transport.base import Button
 from handlers.registry import callback, command, flow
 
@@ -58,6 +59,10 @@ async def _prefill(ctx, data: dict, args: str) -> None:
         whole = router.route_address(args) if router else None
         if whole is not None and whole.area_id:
             data.update(area_id=whole.area_id, address="")
+        elif hit is not None and hit.outside:  # said where, but it is not ours: tell at the place step
+            data["place_note"] = {"address": head[:MAX_ADDRESS], "outside": hit.outside}
+        elif whole is not None and whole.outside:
+            data["place_note"] = {"address": args[:MAX_ADDRESS], "outside": whole.outside}
     if router:
         cats = router.infer_category(data["description"])
         if cats and cats[0][1] >= CATEGORY_SURE:
@@ -102,8 +107,30 @@ async def _ask_category(ctx, data: dict) -> None:
 
 
 async def _ask_place(ctx, data: dict) -> None:
+    note = data.pop("place_note", None)
     await ctx.set_state("report", "place", data)
+    if note:
+        await _say_unplaced(ctx, note["address"], note.get("outside"), [])
+        return
     await ctx.say("report.ask_place", [[Button(ctx.t("btn.pick_area"), "rp:pick:")], cancel_row(ctx.t)])
+
+
+async def _say_unplaced(ctx, address: str, outside: str | None, candidates: list[str]) -> None:
+    """One line saying the address is outside the grid (or could not be placed), then the
+    offer: a location pin, the likeliest areas, the area list."""
+    rows = []
+    for aid in candidates[:3]:
+        area = await ctx.session.get(Area, aid)
+        if area is not None and not area.retired:
+            rows.append([Button(area.name, f"rp:pick:={area.id}")])
+    rows += [[Button(ctx.t("btn.pick_area"), "rp:pick:")], cancel_row(ctx.t)]
+    if outside:
+        root = (await ctx.session.execute(select(Area).where(Area.parent_id.is_(None), Area.retired.is_(False))
+                                          .order_by(Area.sort_order))).scalars().first()
+        await ctx.say("report.place_outside_address", rows, address=address, place=outside,
+                      grid=root.name if root else "")
+    else:
+        await ctx.say("report.place_unknown", rows, address=address)
 
 
 async def _show_confirm(ctx, data: dict) -> None:
@@ -231,7 +258,21 @@ async def _take_place(ctx, data: dict) -> None:
             await ctx.say("report.place_outside", [[Button(ctx.t("btn.pick_area"), "rp:pick:")], cancel_row(ctx.t)])
             await ctx.set_state("report", "place", data)
             return
-        data.update(area_id=hit.area_id, lat=ev.location.lat, lon=ev.location.lon, address=data.get("address", ""))
+        data.update(lat=ev.location.lat, lon=ev.location.lon, address=data.get("address", ""))
+        if hit.near:  # within 30 m of a neighbouring unit: the resident says which side
+            rows = []
+            names = []
+            for aid in (hit.area_id, *hit.near):
+                area = await ctx.session.get(Area, aid)
+                if area is not None and not area.retired:
+                    rows.append([Button(area.name, f"rp:pick:={area.id}")])
+                    names.append(area.name)
+            if len(rows) > 1:
+                data.pop("area_id", None)
+                await ctx.set_state("report", "place", data)
+                await ctx.say("report.pin_which_side", rows + [cancel_row(ctx.t)], names="、".join(names))
+                return
+        data["area_id"] = hit.area_id
         await _advance(ctx, data)
         return
     text = ev.text.strip()
@@ -244,8 +285,7 @@ async def _take_place(ctx, data: dict) -> None:
     hit = router.route_address(text)
     if not hit.area_id:
         await ctx.set_state("report", "place", data)
-        await ctx.say("report.place_unknown", [[Button(ctx.t("btn.pick_area"), "rp:pick:")], cancel_row(ctx.t)],
-                      address=text)
+        await _say_unplaced(ctx, text, hit.outside, [a for a, _ in hit.candidates])
         return
     data.update(area_id=hit.area_id, address=text)
     await _advance(ctx, data)
@@ -458,7 +498,7 @@ async def resident_action(ctx, case: Case, action: str, arg: str) -> None:
             case.next_check_at = None
             await ctx.edit(ctx.t("cases.confirmed_ask_rating", ref=case.ref), flows.rating_buttons(case)(ctx.t))
             if case.assignee_id:
-                await ctx.notify(case.assignee_id, "case_confirmed",
+                await ctx.notify(case.assignee_id, MessageKind.CASE_CONFIRMED,
                                  lambda t: t("cases.confirmed_worker", ref=case.ref))
         elif action == "no":
             await service.move(session=ctx.session, case=case, action="reopen", actor=actor, now=ctx.now,
@@ -484,7 +524,7 @@ async def resident_action(ctx, case: Case, action: str, arg: str) -> None:
             case.next_check_at = None
             await ctx.edit(ctx.t("cases.withdrawn", ref=case.ref))
             if case.assignee_id:
-                await ctx.notify(case.assignee_id, "case_withdrawn", lambda t: t("cases.withdrawn_worker", ref=case.ref))
+                await ctx.notify(case.assignee_id, MessageKind.CASE_WITHDRAWN, lambda t: t("cases.withdrawn_worker", ref=case.ref))
     except TransitionError as e:
         ctx.answer(ctx.t(e.reason), alert=True)
         return

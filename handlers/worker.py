@@ -9,6 +9,7 @@ from bot.cases import flows, service
 from bot.cases.models import Case, CasePhoto
 from bot.cases.transitions import MOVES, IllegalMove, NotAllowed, TransitionError, may
 from bot.i18n import escape
+from bot.outbox.kinds import MessageKind
 from bot.transport.base import Button
 from handlers.registry import callback, command, flow
 from handlers.resident import resident_action
@@ -64,7 +65,7 @@ async def _accept(ctx, case: Case, actor, _arg: str) -> None:
     await ctx.edit(await flows.task_text(ctx.session, ctx.t, case, ctx.settings.tz, "accepted"),
                    flows.task_buttons(ctx.t, case))
     await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key="cases.accepted_notice",
-                               kind="case_accepted")
+                               kind=MessageKind.CASE_ACCEPTED)
 
 
 # --- resolve: note, then an optional photo -------------------------------------------------------
@@ -233,7 +234,7 @@ async def on_transfer_reason(ctx) -> None:
         await flows.push_task(session=ctx.session, now=ctx.now, case=case, tz=ctx.settings.tz, header="transferred",
                               note=reason)
     await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key="cases.transferred_notice",
-                               kind="case_transferred")
+                               kind=MessageKind.CASE_TRANSFERRED)
 
 
 # --- honest end states: cannot be fixed, duplicate ----------------------------------------------------
@@ -294,9 +295,9 @@ async def on_close_text(ctx) -> None:
         for uid in await service.followers(session=ctx.session, case=case):
             await service.subscribe(session=ctx.session, case=other, user_id=uid, now=ctx.now)
     await ctx.say("work.closed_done", ref=case.ref)
-    key = "cases.closed_unresolved_notice" if kind == "cu" else "cases.duplicate_notice"
-    await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key=key, kind=f"case_{action}",
-                               reason=note)
+    key, mk = (("cases.closed_unresolved_notice", MessageKind.CASE_CLOSE_UNRESOLVED) if kind == "cu"
+               else ("cases.duplicate_notice", MessageKind.CASE_MARK_DUPLICATE))
+    await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key=key, kind=mk, reason=note)
 
 
 # --- talking to the resident through the bot ----------------------------------------------------------
@@ -336,10 +337,10 @@ async def on_relay_text(ctx) -> None:
         return
     ref = case.ref
     if data["side"] == "worker":
-        await ctx.notify(int(data["to"]), "relay_to_resident", lambda t: t("work.relay_from_worker", ref=ref, text=text),
+        await ctx.notify(int(data["to"]), MessageKind.RELAY_TO_RESIDENT, lambda t: t("work.relay_from_worker", ref=ref, text=text),
                          buttons=lambda t: [[Button(t("btn.reply"), f"rr:{case.id}")]])
     else:
-        await ctx.notify(int(data["to"]), "relay_to_worker", lambda t: t("work.relay_from_resident", ref=ref, text=text),
+        await ctx.notify(int(data["to"]), MessageKind.RELAY_TO_WORKER, lambda t: t("work.relay_from_resident", ref=ref, text=text),
                          buttons=lambda t: [[Button(t("btn.reply"), f"c:msg:{case.id}")]])
     from bot.cases.service import record
     from bot.cases.transitions import Event

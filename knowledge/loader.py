@@ -8,6 +8,9 @@ A knowledge base is a YAML file, or a folder of ``*.yaml`` files, each shaped::
         alternates: [路灯坏了找谁, …]
         answer: …
         tags: [路灯]
+        question_en: The street light is out. What should I do?   # optional English
+        alternates_en: [Who fixes a broken street lamp, …]
+        answer_en: …
 
 Ids must be unique across all files. Every problem raises :class:`KnowledgeError` with a
 message naming the file and the entry (or the line for malformed YAML).
@@ -39,6 +42,9 @@ class Entry:
     answer: str
     tags: tuple[str, ...]
     source: str  # file name the entry came from
+    question_en: str = ""
+    alternates_en: tuple[str, ...] = ()
+    answer_en: str = ""
 
 
 def _files(path: Path) -> list[Path]:
@@ -98,7 +104,7 @@ def _texts(value: Any, field: str, where: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-_KNOWN = {"id", "question", "alternates", "answer", "tags"}
+_KNOWN = {"id", "question", "alternates", "answer", "tags", "question_en", "alternates_en", "answer_en"}
 
 
 def load_kb(path: str | Path) -> list[Entry]:
@@ -137,5 +143,8 @@ def load_kb(path: str | Path) -> list[Entry]:
                 answer=_text(item.get("answer"), "answer", where),
                 tags=_texts(item.get("tags"), "tags", where),
                 source=f.name,
+                question_en=_text(item.get("question_en"), "question_en", where, required=False),
+                alternates_en=_texts(item.get("alternates_en"), "alternates_en", where),
+                answer_en=_text(item.get("answer_en"), "answer_en", where, required=False),
             ))
     return entries

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["normalize", "to_simplified", "load_synonyms", "FILLERS", "CHITCHAT", "is_chitchat", "SYNONYMS_PATH"]
+__all__ = ["drop_negated", "normalize", "to_simplified", "load_synonyms", "FILLERS", "CHITCHAT", "is_chitchat", "SYNONYMS_PATH"]
 
 SYNONYMS_PATH = Path(__file__).parent / "data" / "synonyms.yaml"
 
@@ -93,16 +93,39 @@ def _synonym_re() -> tuple[re.Pattern[str] | None, dict[str, str]]:
     table = load_synonyms()
     if not table:
         return None, table
+    table = dict(table)
+    # A canonical form that contains one of its variants (老旧小区 ⊃ 旧小区) maps to itself and, being
+    # longer, is tried first: a rule never fires inside its own canonical form (no 老老旧小区).
+    for canon in set(table.values()):
+        if any(v in canon for v, c in table.items() if c == canon):
+            table.setdefault(canon, canon)
     parts = []
     for k in sorted(table, key=len, reverse=True):
-        # ASCII variants match whole words only ("lamp" must not fire inside "lamppost"… well, it may: fine).
-        parts.append(r"\b" + re.escape(k) + r"\b" if k.isascii() else re.escape(k))
+        # Latin variants match whole words only. Not \b: between a CJK character and a Latin letter
+        # \b never fires in Python's re (both are \w), so "修elevator" would be missed.
+        parts.append(r"(?<![a-z])" + re.escape(k) + r"(?![a-z])" if k.isascii() else re.escape(k))
     return re.compile("|".join(parts)), table
 
 
+# 「不是X(，)(而/就)是Y」 and 「Y，(而)不是X」: the negated clause X is dropped (it is what the
+# resident is NOT asking about, yet it is often the strongest exact hit). Not 是不是 (a question).
+_CLAUSE = r"[^,;.!?。，；！？\n]"
+_NEG_FIRST_RE = re.compile(r"(?<!是)不是" + _CLAUSE + r"{1,24}?[,，\s]*(?:而|就|只)?是(?!不是)")
+_NEG_AFTER_RE = re.compile(r"(?<=" + _CLAUSE + r")[,，]\s*(?:而|也|并|可)?不是" + _CLAUSE + r"{1,24}")
+
+
+def drop_negated(text: str) -> str:
+    """``text`` without the negated clause of a 不是X是Y / Y，不是X contrast (unchanged otherwise)."""
+    if "不是" not in text:
+        return text
+    out = _NEG_FIRST_RE.sub(" ", text)
+    out = _NEG_AFTER_RE.sub(" ", out)
+    return out if out.strip(" ,，。.!！?？") else text
+
+
 def _base(text: str) -> str:
-    """Script, width, case, particles, fillers, punctuation, spaces — no synonyms."""
-    text = unicodedata.normalize("NFKC", to_simplified(text)).lower()
+    """Script, width, case, negated clauses, particles, fillers, punctuation, spaces — no synonyms."""
+    text = drop_negated(unicodedata.normalize("NFKC", to_simplified(text)).lower())
     text = _EMOJI_RE.sub(" ", text)
     text = _FILLER_RE.sub(" ", text)
     text = _PARTICLE_RE.sub(" ", text)

@@ -29,6 +29,7 @@ from bot.cases.transitions import OPEN, Actor, Event
 from bot.core_models import JobRun
 from bot.i18n import Safe, Texts
 from bot.notify import language_of, notify
+from bot.outbox.kinds import MessageKind
 from bot.people.models import Person
 from bot.sql import insert_ignore
 
@@ -186,7 +187,7 @@ async def _case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
             t("cases.field_deadline", value=flows.fmt_time(c.deadline_at, tz))]
 
 
-async def _send(ch: _Chase, t: Texts, chat_id: int, kind: str, key: str, text: str, buttons=None) -> bool:
+async def _send(ch: _Chase, t: Texts, chat_id: int, kind: MessageKind, key: str, text: str, buttons=None) -> bool:
     sent = await notify(session=ch.session, now=ch.now, chat_id=chat_id, kind=kind, render=lambda _t: text,
                         buttons=buttons, dedupe_key=key, lang=t.lang)
     ch.counts[kind] += int(sent)
@@ -201,7 +202,7 @@ async def _remind(ch: _Chase, c: Case, due: datetime) -> None:
     body = await _case_lines(ch, t, c)
     text = "\n".join([t("sched.remind", ref=c.ref, deadline=flows.fmt_time(due, ch.settings.tz),
                         left=duration(t, due - ch.now)), *body])
-    await _send(ch, t, c.assignee_id, "sla_reminder", f"remind:{c.id}:1:{key_time(due)}", text,
+    await _send(ch, t, c.assignee_id, MessageKind.SLA_REMINDER, f"remind:{c.id}:1:{key_time(due)}", text,
                 lambda _t: flows.task_buttons(t, c))
 
 
@@ -213,7 +214,7 @@ async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
     t = ch.texts(c.assignee_id)
     body = await _case_lines(ch, t, c)
     text = "\n".join([t("sched.overdue", ref=c.ref, deadline=flows.fmt_time(due, ch.settings.tz)), *body])
-    await _send(ch, t, c.assignee_id, "overdue_assignee", f"overdue:{c.id}:{key_time(due)}", text,
+    await _send(ch, t, c.assignee_id, MessageKind.OVERDUE_ASSIGNEE, f"overdue:{c.id}:{key_time(due)}", text,
                 lambda _t: flows.task_buttons(t, c))
 
 
@@ -228,7 +229,7 @@ async def _escalate(ch: _Chase, c: Case, due: datetime, level: int, group: list[
         body = await _case_lines(ch, t, c)
         text = "\n".join([t("sched.escalate", level=step, ref=c.ref, late=duration(t, ch.now - due), assignee=who),
                           *body])
-        await _send(ch, t, uid, "escalation", f"escalate:{c.id}:{level}:{uid}:{key_time(due)}", text)
+        await _send(ch, t, uid, MessageKind.ESCALATION, f"escalate:{c.id}:{level}:{uid}:{key_time(due)}", text)
 
 
 async def chase(ch: _Chase, c: Case) -> None:
@@ -296,8 +297,8 @@ async def sweep(core, now: datetime, *, batch: int = BATCH, max_batches: int = M
         if len(cases) < batch:
             break
     kick(core)
-    return {"checked": checked, "reminded": counts["sla_reminder"],
-            "overdue": counts["overdue_assignee"], "escalated": counts["escalation"]}
+    return {"checked": checked, "reminded": counts[MessageKind.SLA_REMINDER],
+            "overdue": counts[MessageKind.OVERDUE_ASSIGNEE], "escalated": counts[MessageKind.ESCALATION]}
 
 
 # --- auto-close -------------------------------------------------------------------------------------
@@ -321,7 +322,7 @@ async def autoclose(core, now: datetime, *, batch: int = BATCH, max_batches: int
                 for uid in await service.followers(session=s, case=c):
                     key = f"autoclose:{c.id}" if uid == c.reporter_id else f"autoclose:{c.id}:{uid}"
                     told += await notify(
-                        session=s, now=now, chat_id=uid, kind="auto_closed", dedupe_key=key,
+                        session=s, now=now, chat_id=uid, kind=MessageKind.AUTO_CLOSED, dedupe_key=key,
                         render=lambda t, c=c, cat=cat: t("sched.auto_closed", ref=c.ref,
                                                         category=flows.category_name(t, cat), days=days),
                         buttons=flows.rating_buttons(c) if uid == c.reporter_id else None)
@@ -332,6 +333,25 @@ async def autoclose(core, now: datetime, *, batch: int = BATCH, max_batches: int
 
 
 # --- runs once per period ---------------------------------------------------------------------------
+
+
+INSTALL = ("install", "-")  # a JobRun row whose started_at is the first `gridbot run`
+
+
+async def mark_installed(engine, now: datetime) -> None:
+    """Remember the first start (kept from then on): periods that began before it are not sent."""
+    from bot.db import make_sessionmaker
+
+    async with make_sessionmaker(engine)() as s, s.begin():
+        await s.execute(insert_ignore(s, JobRun).values(job=INSTALL[0], period=INSTALL[1], started_at=now,
+                                                        finished_at=now, detail="first start"))
+
+
+async def began_before_install(core, period_start: datetime) -> bool:
+    """A digest or weekly period that began before the bot was first started is nobody's news."""
+    async with core.sessionmaker() as s:
+        run = await s.get(JobRun, INSTALL)
+    return run is not None and period_start < run.started_at
 
 
 async def _begin_period(core, job: str, period: str, now: datetime, force: bool) -> bool:
@@ -466,6 +486,8 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
     period = day.isoformat()
     if not force and local.time() < settings.digest_at:
         return {"skipped": "before digest time", "period": period}
+    if not force and await began_before_install(core, datetime.combine(day, settings.digest_at, tz)):
+        return {"skipped": "period began before the first start", "period": period}
     if not await _begin_period(core, "digest", period, now, force):
         return {"skipped": "done", "period": period}
     start, end = local_day_bounds(day - timedelta(days=1), tz)  # yesterday, local time
@@ -482,8 +504,9 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
     letters = []
     for uid in recipients:
         load = loads.get(uid)
-        kind = "digest_admin" if uid in admins else "digest_supervisor" if uid in sups else "digest_worker"
-        if kind == "digest_worker" and (load is None or load.open == 0):
+        kind = (MessageKind.DIGEST_ADMIN if uid in admins else MessageKind.DIGEST_SUPERVISOR if uid in sups
+                else MessageKind.DIGEST_WORKER)
+        if kind == MessageKind.DIGEST_WORKER and (load is None or load.open == 0):
             continue
 
         def render(t: Texts, uid=uid, load=load) -> str:
@@ -499,8 +522,9 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
 
         letters.append((uid, kind, f"digest:{uid}:{period}", render))
     counts = await _deliver(core, now, letters, batch)
-    result = {"period": period, "workers": counts["digest_worker"], "supervisors": counts["digest_supervisor"],
-              "admins": counts["digest_admin"], "already_sent": counts["already_sent"]}
+    result = {"period": period, "workers": counts[MessageKind.DIGEST_WORKER],
+              "supervisors": counts[MessageKind.DIGEST_SUPERVISOR], "admins": counts[MessageKind.DIGEST_ADMIN],
+              "already_sent": counts["already_sent"]}
     await _finish_period(core, "digest", period, now, str(result))
     return result
 
@@ -522,6 +546,8 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
     week = iso_week(local.date())
     if not force and (local.weekday() != 0 or local.time() < WEEKLY_AT):
         return {"skipped": "not Monday morning yet", "period": week}
+    if not force and await began_before_install(core, datetime.combine(local.date(), WEEKLY_AT, tz)):
+        return {"skipped": "period began before the first start", "period": week}
     if not await _begin_period(core, "weekly", week, now, force):
         return {"skipped": "done", "period": week}
     async with core.sessionmaker() as s:
@@ -552,11 +578,11 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
                      for k, i in enumerate(items, 1)]
             return fit(t, head, lines, total=n)
 
-        return (uid, "weekly_overdue", f"weekly:{uid}:{week}", render)
+        return (uid, MessageKind.WEEKLY_OVERDUE, f"weekly:{uid}:{week}", render)
 
     letters = [letter(uid, None if uid in admins else sups[uid]) for uid in sorted(set(sups) | set(admins))]
     counts = await _deliver(core, now, letters, batch)
-    result = {"period": week, "sent": counts["weekly_overdue"], "already_sent": counts["already_sent"],
+    result = {"period": week, "sent": counts[MessageKind.WEEKLY_OVERDUE], "already_sent": counts["already_sent"],
               "overdue": sum(totals.values())}
     await _finish_period(core, "weekly", week, now, str(result))
     return result

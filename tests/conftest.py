@@ -1,12 +1,19 @@
 """The fixed cast and the shared fixtures.
 
-The cast (ids from bot/areas/sample_grid.yaml where they are workers):
-- wang   resident                       9001
-- liu    a second resident              9002
-- li     captain of the micro-grid where 香港中路12号 is (looked up from the sample grid)
-- chen   captain of another micro-grid (the outsider)
-- zhao   supervisor above li
-- sun    admin                          9100
+The cast: one name and one id per person in every test file (workers' ids are those of
+bot/areas/sample_grid.yaml). Each is a Telegram user the fake Bot API can speak as.
+- wang   resident                                              9001
+- liu    a second resident                                     9002
+- li     captain of 香港中路双号段 (xianggang-even), where 香港中路12号 is   1002
+- zhao   supervisor of 浮山湾社区, above li                      2001
+- song   supervisor of 海滨街道, above zhao                      3001
+- chen   captain of 燕儿岛路南段 in another community (the outsider)  1006
+- gao    supervisor of 观海社区, above chen                       2002
+- sun    admin                                                 9100
+- alice  a resident who speaks English                         9050
+
+`bot` is the real bot (aiogram and python-telegram-bot in turn) behind the fake Bot API, with the
+staff's chats open; a module changes its settings by overriding `bot_settings`.
 
 Databases: SQLite in a temporary file always; PostgreSQL too when GRIDBOT_TEST_POSTGRES_URL is
 set (`.ci/run` starts a server and sets it): the `db_url` fixture is parametrized over both.
@@ -15,8 +22,7 @@ set (`.ci/run` starts a server and sets it): the `db_url` fixture is parametrize
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import pytest_asyncio
@@ -27,22 +33,26 @@ from bot.db import Base, import_all_models, make_engine
 from bot.runner import prepare_database
 from bot.settings import load_settings
 from bot.transport.base import Outgoing
+from tests.fakebotapi.updates import TgUser
+from tests.harness import BotHarness
 
 PG_URL = os.environ.get("GRIDBOT_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
 TOKEN = "123456:TEST-token_for-gridbot"
 
 
-@dataclass(frozen=True)
-class Person:
-    id: int
-    name: str
-    language_code: str = "zh-hans"
-
-
-WANG = Person(9001, "王芳")
-LIU = Person(9002, "刘强")
-SUN = Person(9100, "孙敏")
+wang = TgUser(9001, "王芳", username="wangfang")
+liu = TgUser(9002, "刘强")
+li = TgUser(1002, "王秀英")
+zhao = TgUser(2001, "何文斌")
+song = TgUser(3001, "宋卫东")
+chen = TgUser(1006, "陈海涛")
+gao = TgUser(2002, "高淑珍")
+sun = TgUser(9100, "孙敏")
+alice = TgUser(9050, "Alice", language_code="en")
+STAFF = (li, zhao, song, chen, gao, sun)
+# the older upper-case spelling, for tests that only need an id
+WANG, LIU, SUN = wang, liu, sun
 
 
 async def reset_postgres(url: str) -> None:
@@ -52,6 +62,11 @@ async def reset_postgres(url: str) -> None:
         await conn.run_sync(Base.metadata.drop_all)
         await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     await engine.dispose()
+
+
+@pytest.fixture(params=["aiogram", "ptb"])
+def framework(request) -> str:
+    return request.param
 
 
 @pytest.fixture(params=BACKENDS)
@@ -110,8 +125,6 @@ class Clock:
         return self.now
 
     def advance(self, **kw) -> None:
-        from datetime import timedelta
-
         self.now = self.now + timedelta(**kw)
 
 
@@ -132,3 +145,18 @@ async def core(db_url, settings_for, clock):
     c.attach(RecordingMessenger())
     yield c
     await engine.dispose()
+
+
+@pytest.fixture
+def bot_settings() -> dict:
+    """Extra settings for the `bot` fixture (a module overrides this fixture to change them)."""
+    return {}
+
+
+@pytest_asyncio.fixture
+async def bot(framework, db_url, settings_for, bot_settings):
+    """The real bot behind the fake Bot API; the staff have started it before."""
+    async with BotHarness(framework, db_url, settings_for, **bot_settings) as h:
+        for person in STAFF:
+            h.api.add_chat(person.id)
+        yield h

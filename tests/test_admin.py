@@ -9,21 +9,11 @@ from sqlalchemy import select
 
 from bot.areas.models import Area
 from bot.people.models import AuditEntry
-from tests.conftest import SUN, WANG
+from tests.conftest import sun, wang
 from tests.fakebotapi import updates as U
-from tests.harness import BotHarness
 
-sun = U.TgUser(SUN.id, "孙敏")
-wang = U.TgUser(WANG.id, "王芳")
 newbie = U.TgUser(7001, "新街长")
 other = U.TgUser(7002, "另一个人")
-
-
-@pytest.fixture(params=["aiogram", "ptb"])
-async def bot(request, db_url, settings_for):
-    async with BotHarness(request.param, db_url, settings_for) as h:
-        h.api.add_chat(SUN.id)
-        yield h
 
 
 async def test_an_invite_makes_a_captain_once(bot):

@@ -7,25 +7,10 @@ from sqlalchemy import select
 
 from bot.cases.models import Case, CaseEvent, CasePhoto, CaseSubscriber
 from bot.people.models import Person
-from tests.conftest import LIU, WANG
+from tests.conftest import chen, li, liu, wang, zhao
 from tests.fakebotapi import updates as U
-from tests.harness import BotHarness
 
-wang = U.TgUser(WANG.id, "王芳", username="wangfang")
-liu = U.TgUser(LIU.id, "刘强")
-# from bot/areas/sample_grid.yaml: 香港中路 even numbers (xianggang-even) and its community
-li = U.TgUser(1002, "王秀英")  # captain of xianggang-even
-zhao = U.TgUser(2001, "何文斌")  # supervisor of 浮山湾社区 above it
-chen = U.TgUser(1006, "陈海涛")  # captain of 燕儿岛路南段, the outsider
 PIN_XIANGGANG_EVEN = (36.0575, 120.385)
-
-
-@pytest.fixture(params=["aiogram", "ptb"])
-async def bot(request, db_url, settings_for):
-    async with BotHarness(request.param, db_url, settings_for) as h:
-        for u in (li, zhao, chen):
-            h.api.add_chat(u.id)  # workers have started the bot before
-        yield h
 
 
 async def one_case(bot) -> Case:

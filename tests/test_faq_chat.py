@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from sqlalchemy import select
 
 from bot.core_models import UnansweredQuestion
-from tests.conftest import SUN, WANG
+from bot.settings import DEFAULT_KB_DIR
+from tests.conftest import sun, wang
 from tests.fakebotapi import updates as U
-from tests.harness import BotHarness
-
-wang = U.TgUser(WANG.id, "王芳")
-sun = U.TgUser(SUN.id, "孙敏")
 
 
-@pytest.fixture(params=["aiogram", "ptb"])
-async def bot(request, db_url, settings_for, tmp_path):
-    import shutil
-
-    from bot.settings import DEFAULT_KB_DIR
-
-    kb = tmp_path / "kb"
+@pytest.fixture
+def bot_settings(tmp_path):
+    kb = tmp_path / "kb"  # a copy: the admin's /faq writes to it
     shutil.copytree(DEFAULT_KB_DIR, kb)
-    async with BotHarness(request.param, db_url, settings_for, knowledge_dir=str(kb)) as h:
-        yield h
+    return {"knowledge_dir": str(kb)}
 
 
 async def test_a_clear_question_gets_the_answer(bot):

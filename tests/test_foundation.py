@@ -8,25 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.core_models import InboxUpdate
-from tests.conftest import SUN, WANG
+from tests.conftest import alice, sun, wang
 from tests.fakebotapi import updates as U
 from tests.harness import BotHarness
-
-FRAMEWORKS = ["aiogram", "ptb"]
-wang = U.TgUser(WANG.id, "王芳")
-sun = U.TgUser(SUN.id, "孙敏")
-alice = U.TgUser(9050, "Alice", language_code="en")
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def framework(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-async def bot(framework, db_url, settings_for):
-    async with BotHarness(framework, db_url, settings_for) as h:
-        yield h
 
 
 async def test_it_welcomes_a_resident_in_chinese(bot):

@@ -7,6 +7,7 @@ import string
 from pathlib import Path
 
 from bot.i18n import Texts, catalog, pick_language
+from bot.outbox.kinds import MessageKind
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = sorted({k.split(".")[0] for k in catalog("zh")})
@@ -32,6 +33,13 @@ def test_every_key_the_code_uses_exists():
             used |= set(pattern.findall(path.read_text(encoding="utf-8")))
     missing = sorted(k for k in used if k not in catalog("zh"))
     assert not missing, missing
+
+
+def test_every_message_kind_has_text_in_every_language():
+    for lang in ("zh", "en"):
+        missing = [k.value for k in MessageKind if not catalog(lang).get(k.key)]
+        assert not missing, (lang, missing)
+    assert {k.removeprefix("kind.") for k in catalog("zh") if k.startswith("kind.")} == {k.value for k in MessageKind}
 
 
 def test_language_is_picked_from_telegram_and_traditional_is_rendered():

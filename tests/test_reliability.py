@@ -99,7 +99,8 @@ async def start_gridbot(api: FakeBotAPI, db_url: str, framework: str, *args: str
     from tests.test_restart import ROOT
     import sys
 
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", *args, cwd=str(ROOT), env=environ,
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", "--sample-grid", *args,
+                                                cwd=str(ROOT), env=environ,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 
 

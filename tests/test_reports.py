@@ -18,39 +18,28 @@ from bot.charts import SIZE, ChartData, Label, render_png
 from bot.cases.models import Case
 from bot.export import export_cli_main
 from bot.people.models import AuditEntry
-from tests.conftest import SUN, WANG
+from tests.conftest import li, sun, wang, zhao
 from tests.fakebotapi import updates as U
 from tests.harness import BotHarness
 
-FRAMEWORKS = ["aiogram", "ptb"]
-sun = U.TgUser(SUN.id, "孙敏")
-wang = U.TgUser(WANG.id, "王芳")
-zhao = U.TgUser(2001, "何文斌")  # supervisor of 浮山湾社区 in the sample grid
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def framework(request) -> str:
-    return request.param
-
 
 @pytest.fixture
-async def bot(framework, db_url, settings_for):
-    async with BotHarness(framework, db_url, settings_for) as h:
-        await add_cases(h)
-        yield h
+async def bot(bot):
+    await add_cases(bot)
+    return bot
 
 
 async def add_cases(h: BotHarness) -> None:
     now = datetime.now(timezone.utc)
     rows = []
     for i, (status, cat, area, days_ago) in enumerate([
-        ("new", "streetlight", "xianggang-odd", 1), ("accepted", "garbage", "xianggang-odd", 2),
+        ("new", "streetlight", "xianggang-even", 1), ("accepted", "garbage", "xianggang-even", 2),
         ("closed", "streetlight", "fushanwan-g1", 5), ("resolved", "manhole", "fushanwan", 3),
         ("new", "noise", "guanhai", 40), ("closed", "road", "guanhai", 4),
     ]):
         created = now - timedelta(days=days_ago)
         rows.append(Case(status=status, category_id=cat, description=f"=问题{i}", address=f"香港中路{i}号",
-                         area_id=area, reporter_id=WANG.id, share_contact=i % 2 == 0, assignee_id=1001,
+                         area_id=area, reporter_id=wang.id, share_contact=i % 2 == 0, assignee_id=li.id,
                          created_at=created, updated_at=created, deadline_at=created + timedelta(days=1),
                          resolved_at=created + timedelta(hours=12) if status in ("closed", "resolved") else None,
                          closed_at=created + timedelta(hours=20) if status == "closed" else None,
@@ -98,7 +87,7 @@ async def test_an_admin_exports_csv_with_a_bom(bot):
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert rows[0][:3] == ["编号", "状态", "类别"] and len(rows) == 7
     by_desc = {r[5]: r for r in rows[1:]}
-    assert by_desc["'=问题0"][6] == str(WANG.id) and by_desc["'=问题1"][6] == ""  # shared contact only
+    assert by_desc["'=问题0"][6] == str(wang.id) and by_desc["'=问题1"][6] == ""  # shared contact only
     assert by_desc["'=问题0"][1] == "待受理"
 
 

@@ -1,9 +1,8 @@
 """The chase (SPEC flow 4), digests, the weekly list and auto-close, with a settable clock.
 
-Cast from the sample grid: captain li (1001) of 香港中路单号段 (xianggang-odd), under the
-community 浮山湾社区 (supervisor zhao, 2001) under 海滨街道 (supervisor song, 3001); admin sun
-(9100); resident wang (9001). Another community's captain chen (1006, 燕儿岛路南段) and its
-supervisor gao (2002).
+The cast (tests/conftest.py): captain li of 香港中路双号段 (xianggang-even), under the community
+浮山湾社区 (supervisor zhao) under 海滨街道 (supervisor song); admin sun; resident wang. Another
+community's captain chen (燕儿岛路南段) and its supervisor gao.
 """
 
 from __future__ import annotations
@@ -24,17 +23,17 @@ from bot.db import make_engine
 from bot.outbox.models import OutboxMessage
 from scheduler import jobs
 from scheduler.registry import JOBS, describe_jobs, run_job, run_job_now
+from tests.conftest import chen, gao, li, song, sun, wang, zhao
 
 CST = ZoneInfo("Asia/Shanghai")
-WANG, LI, ZHAO, SONG, SUN = 9001, 1001, 2001, 3001, 9100
-CHEN, GAO = 1006, 2002
+WANG, LI, ZHAO, SONG, SUN, CHEN, GAO = (p.id for p in (wang, li, zhao, song, sun, chen, gao))
 
 
 def local(*args) -> datetime:
     return datetime(*args, tzinfo=CST).astimezone(timezone.utc)
 
 
-async def report(core, *, category="streetlight", area="xianggang-odd", description="路灯不亮 <b>三天</b>") -> int:
+async def report(core, *, category="streetlight", area="xianggang-even", description="路灯不亮 <b>三天</b>") -> int:
     async with core.sessionmaker() as s, s.begin():
         c = await service.create(session=s, now=core.clock(), tz=core.settings.tz, reporter_id=WANG,
                                  report_chat_id=WANG, category_id=category, description=description, photos=[],
@@ -344,7 +343,7 @@ async def test_a_long_task_list_is_cut_to_fit_one_message(core, clock):
     now = clock.now
     async with core.sessionmaker() as s, s.begin():
         s.add_all([Case(status="accepted", category_id="garbage", description="垃圾没清运" * 30, address="香港中路" * 10,
-                        area_id="xianggang-odd", reporter_id=WANG, assignee_id=LI, created_at=now - timedelta(days=9),
+                        area_id="xianggang-even", reporter_id=WANG, assignee_id=LI, created_at=now - timedelta(days=9),
                         updated_at=now, assigned_at=now - timedelta(days=9), deadline_at=now - timedelta(hours=i + 1),
                         chase_level=2, was_overdue=True, reopen_count=0, reporter_count=1, share_contact=False)
                    for i in range(150)])

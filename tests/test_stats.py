@@ -1,7 +1,7 @@
 """bot/stats.py: the figures of digests and /stats, checked against cases built for the test.
 
 The period is Monday 23 Nov 2026 (local); "now" is Tuesday 08:30. Cases a–e and g are in
-香港中路单号段 (浮山湾社区, supervisor 2001), f in 燕儿岛路南段 (观海社区, supervisor 2002).
+香港中路双号段 (li's, in zhao's 浮山湾社区), f in 燕儿岛路南段 (chen's, in gao's 观海社区).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from bot import stats
 from bot.cases.models import Case
 from bot.outbox.models import OutboxMessage
 from scheduler.registry import run_job
+from tests.conftest import chen, li, sun, wang, zhao
 
 CST = ZoneInfo("Asia/Shanghai")
 
@@ -30,8 +31,8 @@ Y = lambda h, m=0: local(2026, 11, 23, h, m)  # noqa: E731 - "yesterday at"
 
 def case(**kw) -> Case:
     created = kw.pop("created_at")
-    values = dict(status="new", category_id="streetlight", description="", address="", area_id="xianggang-odd",
-                  reporter_id=9001, assignee_id=1001, created_at=created, updated_at=created, assigned_at=created,
+    values = dict(status="new", category_id="streetlight", description="", address="", area_id="xianggang-even",
+                  reporter_id=wang.id, assignee_id=li.id, created_at=created, updated_at=created, assigned_at=created,
                   chase_level=0, was_overdue=False, reopen_count=0, reporter_count=1, share_contact=False)
     values.update(kw)
     return Case(**values)
@@ -56,7 +57,7 @@ async def built(core, clock):
                   status="closed_unresolved"),
         # another community: reported, fixed at once (no accept: resolving is a response), closed
         # and rated 2 yesterday; due in three days
-        "f": case(created_at=Y(8), area_id="yanerdao-s", assignee_id=1006, assigned_at=Y(8),
+        "f": case(created_at=Y(8), area_id="yanerdao-s", assignee_id=chen.id, assigned_at=Y(8),
                   resolved_at=Y(9), closed_at=Y(18), status="closed",
                   rating=2, deadline_at=Y(8) + timedelta(days=3)),
         # marked duplicate: due yesterday, never fixed, not overdue
@@ -99,7 +100,7 @@ async def test_figures_of_the_district_and_per_area(core, built):
     assert (f.new, f.resolved, f.closed, f.rated, f.satisfied) == (3, 3, 2, 2, 1)
     assert (f.assigned, f.responded, f.accepted) == (3, 2, 1)
     assert f.satisfaction_rate == 0.5
-    assert set(per) == {"xianggang-odd", "yanerdao-s"}
+    assert set(per) == {"xianggang-even", "yanerdao-s"}
     assert per["yanerdao-s"].new == 1 and per["yanerdao-s"].due == 0
     assert per["yanerdao-s"].rectification_rate is None and stats.percent(None) == "—"
     assert stats.rollup(per) == f
@@ -116,10 +117,10 @@ async def test_workloads_and_overdue_lists_come_in_one_query_each(core, built):
         loads = await stats.workloads(session=s, now=NOW, per_worker=2)
         overdue = await stats.overdue_by_area(session=s, now=NOW, per_area=5)
         items, total = await stats.overdue_cases(session=s, now=NOW)
-    assert (loads[1001].open, loads[1001].overdue) == (4, 2)
-    assert [t.id for t in loads[1001].tasks] == [built["i"], built["b"]]  # most urgent first, cut at 2
-    assert 1006 not in loads
-    assert [i.id for i in overdue["xianggang-odd"]] == [built["i"], built["b"]]
+    assert (loads[li.id].open, loads[li.id].overdue) == (4, 2)
+    assert [t.id for t in loads[li.id].tasks] == [built["i"], built["b"]]  # most urgent first, cut at 2
+    assert chen.id not in loads
+    assert [i.id for i in overdue["xianggang-even"]] == [built["i"], built["b"]]
     assert total == 2 and [i.id for i in items] == [built["i"], built["b"]]
 
 
@@ -127,12 +128,12 @@ async def test_the_supervisor_digest_shows_these_figures(core, built):
     await run_job(core, "digest")
     async with core.sessionmaker() as s:
         rows = {m.chat_id: m for m in (await s.execute(select(OutboxMessage))).scalars()}
-    zhao = rows[2001].payload["text"]
-    assert "浮山湾社区 日报（2026-11-24）" in zhao
-    assert "昨日：新增 2 件，受理 1 件，办结 2 件，到期 5 件，其中超期 2 件。" in zhao
-    assert "整改率 20% · 响应率 50% · 办结率 40% · 满意率 100%" in zhao
-    assert f"#{built['i']}" in zhao and f"#{built['b']}" in zhao  # the oldest overdue
-    sun = rows[9100].payload["text"]
-    assert "满意率 50%" in sun and "浮山湾社区" in sun and "观海社区" in sun
-    worker = rows[1001].payload["text"]
+    supervisor = rows[zhao.id].payload["text"]
+    assert "浮山湾社区 日报（2026-11-24）" in supervisor
+    assert "昨日：新增 2 件，受理 1 件，办结 2 件，到期 5 件，其中超期 2 件。" in supervisor
+    assert "整改率 20% · 响应率 50% · 办结率 40% · 满意率 100%" in supervisor
+    assert f"#{built['i']}" in supervisor and f"#{built['b']}" in supervisor  # the oldest overdue
+    admin = rows[sun.id].payload["text"]
+    assert "满意率 50%" in admin and "浮山湾社区" in admin and "观海社区" in admin
+    worker = rows[li.id].payload["text"]
     assert "未办结 4 件，其中已超期 2 件" in worker

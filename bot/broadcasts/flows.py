@@ -22,6 +22,7 @@ from bot.broadcasts import service
 from bot.broadcasts.models import Broadcast
 from bot.i18n import LANGS, Safe, Texts, pick_language
 from bot.notify import language_of
+from bot.outbox.kinds import MessageKind
 from bot.outbox.models import OutboxMessage
 from bot.outbox.service import enqueue, enqueue_many
 from bot.people.models import Person
@@ -64,7 +65,7 @@ async def launch(*, session: AsyncSession, now: datetime, bc: Broadcast, admin_c
         if lang not in bodies:
             bodies[lang] = _message(0, render_notice(Texts(lang), bc.text), bc.photo)
         payload = dict(bodies[lang], chat_id=chat_id)
-        rows.append(dict(dedupe_key=f"bc:{bc.id}:{chat_id}", kind="broadcast", chat_id=chat_id, payload=payload,
+        rows.append(dict(dedupe_key=f"bc:{bc.id}:{chat_id}", kind=MessageKind.BROADCAST, chat_id=chat_id, payload=payload,
                          status="pending", attempts=0, next_attempt_at=now, created_at=now, broadcast_id=bc.id,
                          remember_as=None, locked_by=None, locked_until=None, sent_at=None, sent_message_id=None,
                          error=None))
@@ -73,7 +74,7 @@ async def launch(*, session: AsyncSession, now: datetime, bc: Broadcast, admin_c
     bc.total = len(rows)
     if admin_chat_id is not None:
         await enqueue(session=session, msg=Outgoing(chat_id=admin_chat_id, text=progress_text(t, bc, {}, now)),
-                      kind="bc_progress", now=now, dedupe_key=f"bc:{bc.id}:progress", remember_as=progress_ref(bc.id))
+                      kind=MessageKind.BC_PROGRESS, now=now, dedupe_key=f"bc:{bc.id}:progress", remember_as=progress_ref(bc.id))
     return len(rows)
 
 
@@ -107,7 +108,7 @@ def summary_text(t: Texts, bc: Broadcast, counts: dict[str, int], now: datetime)
 def _edit_row(chat_id: int, ref: str, text: str, now: datetime) -> dict:
     payload = Outgoing(chat_id=chat_id, method="edit", text=text).to_json()
     payload["ref"] = ref
-    return dict(dedupe_key=None, kind="bc_progress", chat_id=chat_id, payload=payload, status="pending", attempts=0,
+    return dict(dedupe_key=None, kind=MessageKind.BC_PROGRESS, chat_id=chat_id, payload=payload, status="pending", attempts=0,
                 next_attempt_at=now, created_at=now, broadcast_id=None, remember_as=None)
 
 
@@ -133,7 +134,7 @@ async def progress_tick(sessionmaker, now: datetime, touched: set[int]) -> bool:
                     text = summary_text(t, bc, counts, now)
                     s.add(OutboxMessage(**_edit_row(chat, progress_ref(bid), text, now)))
                     # an edit makes no sound: the summary also arrives as a message of its own
-                    await enqueue(session=s, msg=Outgoing(chat_id=chat, text=text), kind="bc_done", now=now,
+                    await enqueue(session=s, msg=Outgoing(chat_id=chat, text=text), kind=MessageKind.BC_DONE, now=now,
                                   dedupe_key=f"bc:{bid}:done")
                     queued = True
                 continue

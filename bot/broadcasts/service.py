@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.areas.models import Area
 from bot.broadcasts.models import Broadcast
 from bot.cases.models import Case
+from bot.outbox.kinds import MessageKind
 from bot.outbox.models import OutboxMessage
 from bot.people.models import GroupChat, Person
 
@@ -133,7 +134,7 @@ async def delivery_counts(*, session: AsyncSession, broadcast_id: int) -> dict[s
 async def progress_edit_waiting(*, session: AsyncSession, chat_id: int, ref: str) -> bool:
     """Is an earlier progress edit still waiting to go out (then a new one would pile up)?"""
     q = select(func.count()).select_from(OutboxMessage).where(
-        OutboxMessage.chat_id == chat_id, OutboxMessage.kind == "bc_progress",
+        OutboxMessage.chat_id == chat_id, OutboxMessage.kind == MessageKind.BC_PROGRESS,
         OutboxMessage.status.in_(("pending", "in_flight", "sending")))
     return (await session.execute(q)).scalar_one() > 0
 

@@ -14,6 +14,7 @@ from bot.cases import service
 from bot.cases.models import Case
 from bot.i18n import Safe, Texts, escape
 from bot.notify import notify
+from bot.outbox.kinds import MessageKind
 from bot.people.models import Person
 from bot.transport.base import Button, Location
 
@@ -88,9 +89,9 @@ async def push_task(*, session: AsyncSession, now: datetime, case: Case, tz, hea
     text = await task_text(session, t, case, tz, header, note)
     photos = await service.photos_of(session=session, case_id=case.id)
     if case.lat is not None and case.lon is not None:
-        await notify(session=session, now=now, chat_id=chat, kind="case_location", render=lambda _t: "",
+        await notify(session=session, now=now, chat_id=chat, kind=MessageKind.CASE_LOCATION, render=lambda _t: "",
                      location=Location(case.lat, case.lon), lang=t.lang)
-    await notify(session=session, now=now, chat_id=chat, kind=f"case_{header}", render=lambda _t: text,
+    await notify(session=session, now=now, chat_id=chat, kind=MessageKind.task(header), render=lambda _t: text,
                  buttons=lambda _t: task_buttons(t, case), photos=photos, lang=t.lang)
 
 
@@ -100,7 +101,7 @@ async def _lang(session: AsyncSession, user_id: int) -> str:
     return language_of(await session.get(Person, user_id))
 
 
-async def tell_followers(*, session: AsyncSession, now: datetime, case: Case, key: str, kind: str,
+async def tell_followers(*, session: AsyncSession, now: datetime, case: Case, key: str, kind: MessageKind,
                          buttons_for_reporter=None, photos: list[str] | None = None, **params) -> None:
     cat, area = await names(session, case)
     for uid in await service.followers(session=session, case=case):
@@ -124,7 +125,7 @@ def rating_buttons(case: Case):
 
 async def after_resolve(*, session: AsyncSession, now: datetime, case: Case) -> None:
     photos = [case.resolution_photo] if case.resolution_photo else None
-    await tell_followers(session=session, now=now, case=case, key="cases.resolved_notice", kind="case_resolved",
+    await tell_followers(session=session, now=now, case=case, key="cases.resolved_notice", kind=MessageKind.CASE_RESOLVED,
                          buttons_for_reporter=resolved_buttons(case), photos=photos,
                          note=case.resolution_note or "—")
 
@@ -134,5 +135,5 @@ async def after_reopen(*, session: AsyncSession, now: datetime, case: Case, tz, 
     sups = await service.supervisors_above(session=session, area_id=case.area_id)
     for sup in sups[:1]:
         if sup != case.assignee_id:
-            await notify(session=session, now=now, chat_id=sup, kind="case_reopened_supervisor",
+            await notify(session=session, now=now, chat_id=sup, kind=MessageKind.CASE_REOPENED_SUPERVISOR,
                          render=lambda t: t("cases.reopened_supervisor", ref=case.ref, reason=reason or "—"))

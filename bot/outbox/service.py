@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.outbox.kinds import MessageKind
 from bot.outbox.models import OutboxMessage, SentRef
 from bot.sql import insert_ignore
 from bot.transport.base import Outgoing
@@ -16,7 +17,7 @@ async def enqueue(
     *,
     session: AsyncSession,
     msg: Outgoing,
-    kind: str,
+    kind: MessageKind,
     now: datetime,
     dedupe_key: str | None = None,
     broadcast_id: int | None = None,

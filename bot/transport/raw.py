@@ -17,14 +17,20 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_membe
 
 
 class UpdateFetcher:
-    def __init__(self, token: str, api_base: str, allowed_updates: list[str] | None = None) -> None:
+    def __init__(self, token: str, api_base: str, proxy: str = "", allowed_updates: list[str] | None = None) -> None:
         self.url = f"{api_base.rstrip('/')}/bot{token}/getUpdates"
+        self.proxy = proxy
         self.allowed = allowed_updates or ALLOWED_UPDATES
         self._session: aiohttp.ClientSession | None = None
 
     async def get(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            connector = None
+            if self.proxy:  # GRIDBOT_PROXY, as the frameworks use it (HTTP or SOCKS5)
+                from aiohttp_socks import ProxyConnector
+
+                connector = ProxyConnector.from_url(self.proxy)
+            self._session = aiohttp.ClientSession(connector=connector)
         body: dict[str, Any] = {"timeout": timeout, "allowed_updates": self.allowed}
         if offset is not None:
             body["offset"] = offset
