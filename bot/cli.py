@@ -180,6 +180,15 @@ def grid_show() -> None:
     if not spec.areas:
         typer.echo("the grid is empty: gridbot grid import FILE")
         return
+    from bot.areas.routing import Router
+
+    home = Router(spec).home
+    if spec.region:
+        typer.echo(f"region: {spec.region} (from the grid file)")
+    elif home.codes:
+        typer.echo(f"region: {home.label} (inferred from the {home.how})")
+    else:
+        typer.echo("region: unknown (set `region:` in the grid file to tell outside addresses apart)")
     for a in spec.areas:
         who = []
         if a.supervisor:
@@ -195,7 +204,8 @@ def grid_route(
     address: Optional[str] = typer.Option(None, "--address"),
     lat: Optional[float] = typer.Option(None, "--lat"),
     lon: Optional[float] = typer.Option(None, "--lon"),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="grid file (default: GRIDBOT_GRID_FILE or the sample)"),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="grid file (default: the grid in the database; "
+                                                           "when that is empty, GRIDBOT_GRID_FILE or the sample)"),
     as_json: bool = typer.Option(True, "--json/--no-json", help="print JSON (the only format)"),
 ) -> None:
     """Which area and assignee a place goes to: {"area_id", "assignee", "score"}."""
@@ -203,9 +213,45 @@ def grid_route(
 
     if (lat is None) != (lon is None):
         _fail("--lat and --lon go together")
+    router = None
     if grid is None:
-        grid = _settings().grid_path
-    raise typer.Exit(route_cli_main(address, lat, lon, str(grid), sys.stdin, sys.stdout))
+        settings = _settings()
+        router = _router_from_database(settings.database_url)
+        if router is None:
+            grid = settings.grid_path
+    raise typer.Exit(route_cli_main(address, lat, lon, str(grid) if grid else None, sys.stdin, sys.stdout,
+                                    router=router))
+
+
+def _router_from_database(url: str):
+    """A Router over the grid imported into the database; None when there is none yet (an
+    SQLite file that does not exist is not created)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:" and not Path(u.database).exists():
+        return None
+
+    async def go():
+        from bot.areas.service import load_spec
+        from bot.db import make_engine, make_sessionmaker
+
+        engine = make_engine(url)
+        try:
+            async with make_sessionmaker(engine)() as s:
+                return await load_spec(session=s)
+        finally:
+            await engine.dispose()
+
+    try:
+        spec = asyncio.run(go())
+    except Exception:  # no schema yet, database unreachable: fall back to the grid file
+        return None
+    if not spec.areas:
+        return None
+    from bot.areas.routing import Router
+
+    return Router(spec)
 
 
 @faq_app.command("match")
@@ -220,6 +266,47 @@ def faq_match(
     if kb is None:
         kb = _settings().kb_path
     raise typer.Exit(faq_match_main(str(kb), list(queries or []), sys.stdin, sys.stdout))
+
+
+@faq_app.command("export")
+def faq_export(
+    dest: Path = typer.Argument(..., help="folder to write the knowledge files to"),
+    kb: Optional[Path] = typer.Option(None, "--kb", help="the knowledge file or folder to start from"),
+) -> None:
+    """Write the knowledge base with the wordings admins linked in the bot (kept in the database)
+    added as alternates, one YAML file per knowledge file."""
+    from knowledge.learned import export_kb
+    from knowledge.loader import KnowledgeError
+
+    settings = _settings()
+    kb = kb or settings.kb_path
+
+    async def linked() -> dict[str, list[str]]:
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from bot.core_models import FaqAlternate
+        from bot.db import make_engine, make_sessionmaker
+
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as s:
+                out: dict[str, list[str]] = {}
+                for entry_id, text in (await s.execute(
+                        select(FaqAlternate.entry_id, FaqAlternate.text).order_by(FaqAlternate.id))).all():
+                    out.setdefault(entry_id, []).append(text)
+                return out
+        except SQLAlchemyError:
+            return {}
+        finally:
+            await engine.dispose()
+
+    try:
+        added = export_kb(kb, dest, asyncio.run(linked()))
+    except KnowledgeError as e:
+        typer.echo(f"gridbot faq export: invalid knowledge base: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"wrote {len(added)} knowledge files to {dest} ({sum(added.values())} linked wordings added)")
 
 
 @jobs_app.command("list")
