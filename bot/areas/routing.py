@@ -170,7 +170,8 @@ class Router:
         self._areas = {a.id: a for a in grid.areas}
         self._depth = {a.id: a.level for a in grid.areas}
         self._order = {a.id: a.order for a in grid.areas}
-        self._ancestors = {a.id: tuple(x.id for x in grid.ancestors(a.id)) for a in grid.areas}
+        self.tree = grid.tree
+        self._ancestors = {a.id: self.tree.ancestors(a.id) for a in grid.areas}
         self._build_point_index()
         self._build_terms()
         self._build_categories()
@@ -181,27 +182,13 @@ class Router:
 
     # ------------------------------------------------------------------ tree helpers
     def assignee_for(self, area_id: str | None) -> int | None:
-        """Captain of the deepest area with a captain from ``area_id`` up; failing that the
-        first supervisor up the tree; None when the area is unknown or nobody is set."""
-        if area_id is None or area_id not in self._areas:
-            return None
-        chain = [self._areas[area_id]] + [self._areas[x] for x in self._ancestors[area_id]]
-        for a in chain:
-            if a.captain is not None:
-                return a.captain
-        for a in chain:
-            if a.supervisor is not None:
-                return a.supervisor
-        return None
+        """Who is responsible for the area: the one rule, AreaTree.responsible_for."""
+        return self.tree.responsible_for(area_id)
 
     def supervisor_for(self, area_id: str | None) -> int | None:
         """First supervisor from the area up the tree (for escalations)."""
-        if area_id is None or area_id not in self._areas:
-            return None
-        for x in (area_id,) + self._ancestors[area_id]:
-            if self._areas[x].supervisor is not None:
-                return self._areas[x].supervisor
-        return None
+        sups = self.tree.supervisors_above(area_id)
+        return sups[0] if sups else None
 
     def _is_ancestor(self, anc: str, desc: str) -> bool:
         return anc in self._ancestors.get(desc, ())

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from sqlalchemy import false, or_, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.areas.service import load_tree
+from bot.areas.tree import AreaTree
 from bot.cases.models import Case
 from bot.people.models import Person
 from bot.people.service import Roles, roles_of
-from bot.stats import AreaTree, area_tree
 
 
 @dataclass
@@ -62,12 +63,12 @@ class Viewer:
         """Areas drawn on the map and listed in the filters."""
         if self.area_ids is not None:
             return list(self.area_ids)
-        return [a for top in self.tree.children.get(None, []) for a in self.tree.subtree(top)]
+        return self.tree.subtree(None)
 
 
 async def viewer_for(*, session: AsyncSession, person: Person, settings) -> Viewer:
     roles = await roles_of(session=session, person=person, settings=settings)
-    tree = await area_tree(session=session)
+    tree = await load_tree(session=session)
     if roles.admin:
         areas = None
     else:
