@@ -40,7 +40,9 @@ def _fail(msg: str, code: int = 2):
 
 
 @app.command()
-def run(webhook: bool = typer.Option(False, "--webhook", help="receive updates by webhook instead of polling")) -> None:
+def run(webhook: bool = typer.Option(False, "--webhook", help="receive updates by webhook instead of polling"),
+        sample_grid: bool = typer.Option(False, "--sample-grid",
+                                         help="load the fictional sample grid into an empty database (a trial only)")) -> None:
     """Run the bot with its scheduler (long polling unless --webhook)."""
     settings = _settings()
     if not settings.bot_token:
@@ -48,8 +50,14 @@ def run(webhook: bool = typer.Option(False, "--webhook", help="receive updates b
     if webhook and not settings.webhook_url:
         _fail("--webhook needs GRIDBOT_WEBHOOK_URL (the public https address Telegram should call)")
     from bot.runner import run as run_bot
+    from bot.startup import StartupError
 
-    run_bot(settings, webhook=webhook)
+    try:
+        run_bot(settings, webhook=webhook, sample_grid=sample_grid)
+    except StartupError as e:
+        _fail(str(e), e.code)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -172,6 +180,15 @@ def grid_show() -> None:
     if not spec.areas:
         typer.echo("the grid is empty: gridbot grid import FILE")
         return
+    from bot.areas.routing import Router
+
+    home = Router(spec).home
+    if spec.region:
+        typer.echo(f"region: {spec.region} (from the grid file)")
+    elif home.codes:
+        typer.echo(f"region: {home.label} (inferred from the {home.how})")
+    else:
+        typer.echo("region: unknown (set `region:` in the grid file to tell outside addresses apart)")
     for a in spec.areas:
         who = []
         if a.supervisor:
@@ -187,7 +204,8 @@ def grid_route(
     address: Optional[str] = typer.Option(None, "--address"),
     lat: Optional[float] = typer.Option(None, "--lat"),
     lon: Optional[float] = typer.Option(None, "--lon"),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="grid file (default: GRIDBOT_GRID_FILE or the sample)"),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="grid file (default: the grid in the database; "
+                                                           "when that is empty, GRIDBOT_GRID_FILE or the sample)"),
     as_json: bool = typer.Option(True, "--json/--no-json", help="print JSON (the only format)"),
 ) -> None:
     """Which area and assignee a place goes to: {"area_id", "assignee", "score"}."""
@@ -195,9 +213,45 @@ def grid_route(
 
     if (lat is None) != (lon is None):
         _fail("--lat and --lon go together")
+    router = None
     if grid is None:
-        grid = _settings().grid_path
-    raise typer.Exit(route_cli_main(address, lat, lon, str(grid), sys.stdin, sys.stdout))
+        settings = _settings()
+        router = _router_from_database(settings.database_url)
+        if router is None:
+            grid = settings.grid_path
+    raise typer.Exit(route_cli_main(address, lat, lon, str(grid) if grid else None, sys.stdin, sys.stdout,
+                                    router=router))
+
+
+def _router_from_database(url: str):
+    """A Router over the grid imported into the database; None when there is none yet (an
+    SQLite file that does not exist is not created)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:" and not Path(u.database).exists():
+        return None
+
+    async def go():
+        from bot.areas.service import load_spec
+        from bot.db import make_engine, make_sessionmaker
+
+        engine = make_engine(url)
+        try:
+            async with make_sessionmaker(engine)() as s:
+                return await load_spec(session=s)
+        finally:
+            await engine.dispose()
+
+    try:
+        spec = asyncio.run(go())
+    except Exception:  # no schema yet, database unreachable: fall back to the grid file
+        return None
+    if not spec.areas:
+        return None
+    from bot.areas.routing import Router
+
+    return Router(spec)
 
 
 @faq_app.command("match")
@@ -231,8 +285,13 @@ def jobs_run(name: str) -> None:
 
     if name not in JOBS:
         _fail(f"no job {name!r}; jobs: {', '.join(JOBS)}")
+    from bot.startup import StartupError
+
     settings = _settings()
-    result = asyncio.run(run_job_now(settings, name))
+    try:
+        result = asyncio.run(run_job_now(settings, name))
+    except StartupError as e:
+        _fail(str(e), e.code)
     typer.echo(json.dumps(result, ensure_ascii=False))
 
 

@@ -6,6 +6,7 @@ person receives, and what is typed becomes Telegram-shaped updates from the curr
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shlex
 import sys
@@ -32,6 +33,7 @@ HELP = """Demo commands (anything else is sent as a message from the current spe
   !photo [caption]          send a photo          !album N   send an album of N photos
   !loc LAT LON              share a location pin  (e.g. !loc 36.0615 120.3855)
   !job NAME                 run a scheduled job now (sweep, digest, weekly, autoclose)
+  !console                  a new sign-in link to the web command centre (as the demo admin)
   !help                     this text             !quit      leave
 Try:  /report 香港中路12号 路灯不亮三天了   then  !as captain  and press the buttons."""
 
@@ -130,6 +132,8 @@ class Demo:
                 self.out("  usage: !loc LAT LON")
                 return True
             await self.send(self._message(location={"latitude": lat, "longitude": lon}))
+        elif cmd == "console":
+            self.out(f"  command centre: {console_link(self.core.settings)}")
         elif cmd == "job":
             from scheduler.registry import JOBS, run_job
 
@@ -158,9 +162,28 @@ class Demo:
         await self.send(update)
 
 
+def console_link(settings) -> str:
+    """A one-time link that signs the demo admin in to the web command centre."""
+    from bot.web import login_link
+
+    return login_link(settings, ADMIN)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 async def run_demo(db: Path, source: TextIO, interactive: bool, out=print) -> int:
+    import os
+
     db.parent.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(database_url=f"sqlite+aiosqlite:///{db}", admin_ids=str(ADMIN), bot_token="")
+    port = int(os.environ.get("GRIDBOT_WEB_PORT") or 0) or _free_port()
+    settings = load_settings(database_url=f"sqlite+aiosqlite:///{db}", admin_ids=str(ADMIN), bot_token="",
+                             web_host="127.0.0.1", web_port=port, web_base_url="")
     engine = await prepare_database(settings)
     core = Core(settings, engine=engine)
     await core.reload_router()
@@ -169,9 +192,17 @@ async def run_demo(db: Path, source: TextIO, interactive: bool, out=print) -> in
     dispatcher = core.attach(console)
     demo = Demo(core, console, out)
     await demo.load_cast()
+    from bot.clock import utcnow
+    from bot.people.service import ensure_person
+    from bot.web import serve
+
+    async with core.sessionmaker() as s, s.begin():
+        await ensure_person(session=s, user_id=ADMIN, name="孙敏", now=utcnow())
+    web = await serve(core, settings.web_host, settings.web_port)
     out("gridbot demo — a local chat; nothing leaves this machine.")
     out(HELP)
     out(f"database: {db}")
+    out(f"command centre (signs in the demo admin, once; !console for a new link): {console_link(settings)}")
     await dispatcher.drain()
     try:
         while True:
@@ -179,7 +210,7 @@ async def run_demo(db: Path, source: TextIO, interactive: bool, out=print) -> in
                 who = console.names.get(demo.speaker, demo.speaker)
                 sys.stdout.write(f"\n[{who}] > ")
                 sys.stdout.flush()
-            raw = source.readline()
+            raw = await asyncio.to_thread(source.readline)  # the web console keeps serving meanwhile
             if not raw:
                 break
             if not interactive:
@@ -187,5 +218,6 @@ async def run_demo(db: Path, source: TextIO, interactive: bool, out=print) -> in
             if not await demo.line(raw):
                 break
     finally:
+        await web.cleanup()
         await engine.dispose()
     return 0

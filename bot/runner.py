@@ -10,25 +10,47 @@ from typing import Any
 
 from bot.app import Core
 from bot.db import ensure_sqlite_dir, make_engine, upgrade
-from bot.settings import Settings
+from bot.settings import SAMPLE_GRID, Settings
 
 log = logging.getLogger("gridbot")
 
 
-async def prepare_database(settings: Settings, engine=None):
-    """Migrate, and load the grid file into an empty grid. Returns the engine."""
-    ensure_sqlite_dir(settings.database_url)
-    engine = engine or make_engine(settings.database_url)
-    await upgrade(engine)
+async def prepare_database(settings: Settings, engine=None, *, sample_grid: bool | None = True, installed_at=None,
+                           stop: asyncio.Event | None = None):
+    """Migrate, and load a grid into an empty database: GRIDBOT_GRID_FILE, else the sample grid
+    if `sample_grid` (tests, the demo, `run --sample-grid`); else NoGridError (False) or leave
+    it empty (None: `gridbot jobs run`). `installed_at`
+    (what `gridbot run` passes) records the first start, before which no digest period counts.
+    With `stop`, a database that does not answer yet is waited for. Returns the engine."""
     from bot.areas.service import area_count
-
     from bot.db import make_sessionmaker
+    from bot.startup import NoGridError, StartupError, with_database
 
-    sm = make_sessionmaker(engine)
-    async with sm() as s:
-        empty = await area_count(session=s) == 0
+    try:
+        ensure_sqlite_dir(settings.database_url)
+    except OSError as e:
+        raise StartupError(f"GRIDBOT_DATABASE_URL: cannot create the folder of the SQLite file: {e}", 2) from e
+    engine = engine or make_engine(settings.database_url)
+
+    async def step() -> bool:
+        await upgrade(engine)
+        async with make_sessionmaker(engine)() as s:
+            return await area_count(session=s) == 0
+
+    empty = await (with_database(settings, step, stop) if stop is not None else step())
+    if empty is None:  # asked to stop while waiting for the database
+        return engine
     if empty:
-        await import_grid_file(settings, engine, settings.grid_path)
+        if settings.grid_file is not None:
+            await import_grid_file(settings, engine, settings.grid_file)
+        elif sample_grid:
+            await import_grid_file(settings, engine, SAMPLE_GRID)
+        elif sample_grid is not None:
+            raise NoGridError()
+    if installed_at is not None:
+        from scheduler.jobs import mark_installed
+
+        await mark_installed(engine, installed_at)
     return engine
 
 
@@ -47,10 +69,10 @@ def make_transport(settings: Settings):
     if settings.framework == "ptb":
         from bot.transport.ptb import PtbTransport
 
-        return PtbTransport(settings.bot_token, settings.telegram_api_base)
+        return PtbTransport(settings.bot_token, settings.telegram_api_base, settings.proxy)
     from bot.transport.aiogram import AiogramTransport
 
-    return AiogramTransport(settings.bot_token, settings.telegram_api_base)
+    return AiogramTransport(settings.bot_token, settings.telegram_api_base, settings.proxy)
 
 
 def command_menu() -> dict[str, list[tuple[str, str]]]:
@@ -64,7 +86,8 @@ class BotRunner:
     """One bot process. `await runner.run()` until `runner.stop()` (or SIGTERM/SIGINT)."""
 
     def __init__(self, settings: Settings, *, webhook: bool = False, poll_timeout: int = 25,
-                 with_scheduler: bool = True, engine=None, clock=None) -> None:
+                 with_scheduler: bool = True, engine=None, clock=None, sample_grid: bool = True) -> None:
+        self.sample_grid = sample_grid
         self.clock = clock
         self.settings = settings
         self.webhook = webhook
@@ -82,7 +105,16 @@ class BotRunner:
 
     async def run(self) -> None:
         settings = self.settings
-        engine = await prepare_database(settings, self.engine)
+        from bot.clock import utcnow
+        from bot.startup import first_contact, summary
+
+        self._install_signals()  # from the start: a bot waiting for its database still stops on SIGTERM
+        engine = await prepare_database(settings, self.engine, sample_grid=self.sample_grid, stop=self._stop,
+                                        installed_at=(self.clock or utcnow)())
+        if self._stop.is_set():
+            if self.engine is None:
+                await engine.dispose()
+            return
         core = self.core = Core(settings, engine=engine, **({"clock": self.clock} if self.clock else {}))
         await core.reload_router()
         await core.warm()  # before any update is taken (recovered ones included)
@@ -91,7 +123,10 @@ class BotRunner:
         core.feed = transport.feed
         core.attach(transport)
         try:
-            core.bot_id, core.bot_username = await transport.start()
+            me = await first_contact(settings, transport.start, "getMe", self._stop)
+            if me is None:
+                return
+            core.bot_id, core.bot_username = me
             try:
                 await transport.set_commands(command_menu())
             except Exception as e:  # the menu is a convenience: never a reason not to start
@@ -104,7 +139,7 @@ class BotRunner:
             recovered = await core.recover()
             if recovered:
                 log.info("handling %d updates recorded before the last stop", recovered)
-            self._install_signals()
+            log.info("%s", await summary(core, webhook=self.webhook))
             self.ready.set()
             if self.webhook:
                 await self._serve_webhook()
@@ -200,10 +235,20 @@ class BotRunner:
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            from bot.startup import StartupError
+
+            await runner.cleanup()
+            raise StartupError(f"cannot listen on GRIDBOT_WEBHOOK_HOST:GRIDBOT_WEBHOOK_PORT "
+                               f"({settings.webhook_host}:{settings.webhook_port}): {e.strerror or e}", 1) from e
         if settings.webhook_url:
-            await self.transport.set_webhook(settings.webhook_url.rstrip("/") + settings.webhook_path,
-                                             settings.webhook_secret)
+            from bot.startup import first_contact
+
+            url = settings.webhook_url.rstrip("/") + settings.webhook_path
+            await first_contact(settings, lambda: self.transport.set_webhook(url, settings.webhook_secret),
+                                "setWebhook", self._stop)
         try:
             await self._stop.wait()
         finally:
@@ -224,6 +269,8 @@ class BotRunner:
             await core.engine.dispose()
 
 
-def run(settings: Settings, *, webhook: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(BotRunner(settings, webhook=webhook).run())
+def run(settings: Settings, *, webhook: bool = False, sample_grid: bool = False) -> None:
+    from bot.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
+    asyncio.run(BotRunner(settings, webhook=webhook, sample_grid=sample_grid).run())

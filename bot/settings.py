@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # messages per second for the bot as a whole; Telegram allows about 30 (more for paid broadcasts)
     broadcast_rate: float = Field(default=25.0, gt=0, le=1000)
     auto_close_days: int = Field(default=7, ge=1, le=90)
+    # HTTP or SOCKS5 proxy for reaching Telegram (both frameworks), e.g. socks5://127.0.0.1:1080
+    proxy: str = ""
+    log_level: str = "INFO"
+    log_format: str = "text"
     # the web console (bot/web): in webhook mode served by the webhook server; in polling mode on
     # web_host:web_port (0 = no console). web_base_url is the public address put in /console links.
     web_host: str = "127.0.0.1"
@@ -96,6 +100,61 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return v
 
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        return normalize_database_url(v)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token(cls, v: str) -> str:
+        v = v.strip()
+        if v and not re.fullmatch(r"\d+:[\w-]+", v):
+            raise ValueError("not a bot token (the form is 123456789:AAH… as @BotFather gives it)")
+        return v
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, v: str) -> str:
+        v = v.strip()
+        if v and not re.match(r"(https?|socks5h?|socks4a?)://[^/\s]+", v):
+            raise ValueError("must be http://host:port or socks5://[user:pass@]host:port")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.strip().upper()
+        if v == "WARN":
+            v = "WARNING"
+        if v not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return v
+
+    @field_validator("log_format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in ("text", "json"):
+            raise ValueError("must be 'text' or 'json'")
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str) -> str:
+        v = v.strip()
+        if v and not v.startswith("https://"):
+            raise ValueError("must be a public https:// address (Telegram calls webhooks over TLS only)")
+        return v
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _webhook_path(cls, v: str) -> str:
+        v = v.strip()
+        if not v.startswith("/"):
+            raise ValueError("must start with /, e.g. /telegram/webhook")
+        return v
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -112,6 +171,36 @@ class Settings(BaseSettings):
     @property
     def kb_path(self) -> Path:
         return self.knowledge_dir or DEFAULT_KB_DIR
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DATABASE_URL_FORMS = "sqlite+aiosqlite:///path/to/gridbot.db or postgresql+asyncpg://user:password@host:5432/dbname"
+
+
+def normalize_database_url(v: str) -> str:
+    """The async URL SQLAlchemy needs: `sqlite:///` and `postgresql://` get their async drivers;
+    anything else is refused with the forms that work."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    v = v.strip()
+    try:
+        url = make_url(v)
+    except ArgumentError:
+        raise ValueError(f"not a database URL {v!r}; expected {DATABASE_URL_FORMS}") from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "aiosqlite", "pysqlite"):
+        if not url.database:
+            raise ValueError(f"no file in {v!r}; expected {DATABASE_URL_FORMS}")
+        driver_name = "sqlite+aiosqlite"
+    elif backend in ("postgresql", "postgres") and driver in ("", "asyncpg", "psycopg2", "psycopg"):
+        if not url.database:
+            raise ValueError(f"no database name in {v!r}; expected {DATABASE_URL_FORMS}")
+        driver_name = "postgresql+asyncpg"
+    else:
+        raise ValueError(f"unsupported database {url.drivername!r}; expected {DATABASE_URL_FORMS}")
+    # only the scheme changes: the rest is kept as written (paths, %-escapes, query options)
+    return driver_name + v[v.index("://"):]
 
 
 class SettingsError(Exception):

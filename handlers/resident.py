@@ -60,6 +60,10 @@ async def _prefill(ctx, data: dict, args: str) -> None:
         whole = router.route_address(args) if router else None
         if whole is not None and whole.area_id:
             data.update(area_id=whole.area_id, address="")
+        elif hit is not None and hit.outside:  # said where, but it is not ours: tell at the place step
+            data["place_note"] = {"address": head[:MAX_ADDRESS], "outside": hit.outside}
+        elif whole is not None and whole.outside:
+            data["place_note"] = {"address": args[:MAX_ADDRESS], "outside": whole.outside}
     if router:
         cats = router.infer_category(data["description"])
         if cats and cats[0][1] >= CATEGORY_SURE:
@@ -104,8 +108,30 @@ async def _ask_category(ctx, data: dict) -> None:
 
 
 async def _ask_place(ctx, data: dict) -> None:
+    note = data.pop("place_note", None)
     await ctx.set_state("report", "place", data)
+    if note:
+        await _say_unplaced(ctx, note["address"], note.get("outside"), [])
+        return
     await ctx.say("report.ask_place", [[Button(ctx.t("btn.pick_area"), "rp:pick:")], cancel_row(ctx.t)])
+
+
+async def _say_unplaced(ctx, address: str, outside: str | None, candidates: list[str]) -> None:
+    """One line saying the address is outside the grid (or could not be placed), then the
+    offer: a location pin, the likeliest areas, the area list."""
+    rows = []
+    for aid in candidates[:3]:
+        area = await ctx.session.get(Area, aid)
+        if area is not None and not area.retired:
+            rows.append([Button(area.name, f"rp:pick:={area.id}")])
+    rows += [[Button(ctx.t("btn.pick_area"), "rp:pick:")], cancel_row(ctx.t)]
+    if outside:
+        root = (await ctx.session.execute(select(Area).where(Area.parent_id.is_(None), Area.retired.is_(False))
+                                          .order_by(Area.sort_order))).scalars().first()
+        await ctx.say("report.place_outside_address", rows, address=address, place=outside,
+                      grid=root.name if root else "")
+    else:
+        await ctx.say("report.place_unknown", rows, address=address)
 
 
 async def _show_confirm(ctx, data: dict) -> None:
@@ -233,7 +259,21 @@ async def _take_place(ctx, data: dict) -> None:
             await ctx.say("report.place_outside", [[Button(ctx.t("btn.pick_area"), "rp:pick:")], cancel_row(ctx.t)])
             await ctx.set_state("report", "place", data)
             return
-        data.update(area_id=hit.area_id, lat=ev.location.lat, lon=ev.location.lon, address=data.get("address", ""))
+        data.update(lat=ev.location.lat, lon=ev.location.lon, address=data.get("address", ""))
+        if hit.near:  # within 30 m of a neighbouring unit: the resident says which side
+            rows = []
+            names = []
+            for aid in (hit.area_id, *hit.near):
+                area = await ctx.session.get(Area, aid)
+                if area is not None and not area.retired:
+                    rows.append([Button(area.name, f"rp:pick:={area.id}")])
+                    names.append(area.name)
+            if len(rows) > 1:
+                data.pop("area_id", None)
+                await ctx.set_state("report", "place", data)
+                await ctx.say("report.pin_which_side", rows + [cancel_row(ctx.t)], names="、".join(names))
+                return
+        data["area_id"] = hit.area_id
         await _advance(ctx, data)
         return
     text = ev.text.strip()
@@ -246,8 +286,7 @@ async def _take_place(ctx, data: dict) -> None:
     hit = router.route_address(text)
     if not hit.area_id:
         await ctx.set_state("report", "place", data)
-        await ctx.say("report.place_unknown", [[Button(ctx.t("btn.pick_area"), "rp:pick:")], cancel_row(ctx.t)],
-                      address=text)
+        await _say_unplaced(ctx, text, hit.outside, [a for a, _ in hit.candidates])
         return
     data.update(area_id=hit.area_id, address=text)
     await _advance(ctx, data)

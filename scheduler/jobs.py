@@ -336,6 +336,25 @@ async def autoclose(core, now: datetime, *, batch: int = BATCH, max_batches: int
 # --- runs once per period ---------------------------------------------------------------------------
 
 
+INSTALL = ("install", "-")  # a JobRun row whose started_at is the first `gridbot run`
+
+
+async def mark_installed(engine, now: datetime) -> None:
+    """Remember the first start (kept from then on): periods that began before it are not sent."""
+    from bot.db import make_sessionmaker
+
+    async with make_sessionmaker(engine)() as s, s.begin():
+        await s.execute(insert_ignore(s, JobRun).values(job=INSTALL[0], period=INSTALL[1], started_at=now,
+                                                        finished_at=now, detail="first start"))
+
+
+async def began_before_install(core, period_start: datetime) -> bool:
+    """A digest or weekly period that began before the bot was first started is nobody's news."""
+    async with core.sessionmaker() as s:
+        run = await s.get(JobRun, INSTALL)
+    return run is not None and period_start < run.started_at
+
+
 async def _begin_period(core, job: str, period: str, now: datetime, force: bool) -> bool:
     """Record that the run for `period` started; False if it finished before (and not forced)."""
     async with core.sessionmaker() as s, s.begin():
@@ -456,6 +475,8 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
     period = day.isoformat()
     if not force and local.time() < settings.digest_at:
         return {"skipped": "before digest time", "period": period}
+    if not force and await began_before_install(core, datetime.combine(day, settings.digest_at, tz)):
+        return {"skipped": "period began before the first start", "period": period}
     if not await _begin_period(core, "digest", period, now, force):
         return {"skipped": "done", "period": period}
     start, end = local_day_bounds(day - timedelta(days=1), tz)  # yesterday, local time
@@ -514,6 +535,8 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
     week = iso_week(local.date())
     if not force and (local.weekday() != 0 or local.time() < WEEKLY_AT):
         return {"skipped": "not Monday morning yet", "period": week}
+    if not force and await began_before_install(core, datetime.combine(local.date(), WEEKLY_AT, tz)):
+        return {"skipped": "period began before the first start", "period": week}
     if not await _begin_period(core, "weekly", week, now, force):
         return {"skipped": "done", "period": week}
     async with core.sessionmaker() as s:

@@ -144,7 +144,7 @@ async def run_job_now(settings, name: str) -> dict:
     from bot.app import Core
     from bot.runner import prepare_database
 
-    engine = await prepare_database(settings)
+    engine = await prepare_database(settings, sample_grid=None)
     core = Core(settings, engine=engine)
     try:
         return await run_job(core, name)

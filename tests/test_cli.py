@@ -123,3 +123,47 @@ def test_every_address_the_readme_shows_routes_right():
     assert len(lines) >= 5
     for address, area in lines:
         assert router.route_address(address).area_id == area, address
+
+
+def test_grid_route_answers_for_the_imported_grid_and_grid_show_prints_its_region(tmp_path):
+    env = {"GRIDBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/g.db"}
+    test_grid = ROOT / "tests" / "data" / "grid_test_city.yaml"
+    # nothing imported yet: the grid file (the sample), as `gridbot run` would import it
+    r = gridbot("grid", "route", "--address", "香港中路12号", "--json", env=env)
+    assert json.loads(r.stdout)["area_id"] == "xianggang-even"
+    assert gridbot("grid", "import", str(test_grid), env=env).returncode == 0
+    lines = "\n".join(json.dumps(x, ensure_ascii=False) for x in (
+        {"address": "胜利西路120号"}, {"address": "香港中路12号"}, {"address": "北京市北京路5号"},
+        {"address": "桂花巷12号"}, {"lat": 24.52, "lon": 117.662}))
+    r = gridbot("grid", "route", "--json", env=env, stdin=lines + "\n")
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.returncode == 0, r.stderr
+    assert out == [{"area_id": "shenglixi-e", "assignee": 5110, "score": 100},
+                   {"area_id": None, "assignee": None, "score": 0},
+                   {"area_id": None, "assignee": None, "score": 0},
+                   {"area_id": "guihua", "assignee": 5004, "score": 100},
+                   {"area_id": "guihua", "assignee": 5004, "score": 100}]
+    # --grid still wins
+    r = gridbot("grid", "route", "--grid", str(ROOT / "bot/areas/sample_grid.yaml"), "--address", "香港中路12号",
+                env=env)
+    assert json.loads(r.stdout)["area_id"] == "xianggang-even"
+    show = gridbot("grid", "show", env=env)
+    assert "region: 福建省漳州市芗城区 (from the grid file)" in show.stdout
+    sample_env = {"GRIDBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/s.db"}
+    assert gridbot("grid", "import", str(ROOT / "bot/areas/sample_grid.yaml"), env=sample_env).returncode == 0
+    show = gridbot("grid", "show", env=sample_env)
+    assert "region: 山东省青岛市 (inferred from the geometry" in show.stdout
+
+
+def test_grid_route_handles_every_kind_of_address():
+    """One address of each kind (tests/test_routing.py DEV_KINDS) through the command line."""
+    from tests.test_routing import DEV_KINDS
+
+    picked = {}
+    for text, expected, kind in DEV_KINDS:
+        picked.setdefault(kind, (text, expected))
+    lines = "\n".join(json.dumps({"address": t}, ensure_ascii=False) for t, _ in picked.values())
+    r = gridbot("grid", "route", "--grid", str(ROOT / "bot/areas/sample_grid.yaml"), "--json", stdin=lines + "\n")
+    got = [json.loads(x)["area_id"] for x in r.stdout.splitlines()]
+    assert got == [e for _, e in picked.values()], list(zip(picked, got))
+    assert len(picked) == 9

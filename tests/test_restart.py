@@ -25,7 +25,7 @@ async def start_bot(api: FakeBotAPI, db_url: str, framework: str, **env) -> asyn
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
     environ.update(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
                    GRIDBOT_FRAMEWORK=framework, GRIDBOT_MAX_CONCURRENT_CHATS="1", **env)
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", cwd=str(ROOT), env=environ,
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", "--sample-grid", cwd=str(ROOT), env=environ,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 
 

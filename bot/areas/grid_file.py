@@ -7,6 +7,7 @@ categories.  Two formats are read:
 
       categories:            # optional, DEFAULT_CATEGORIES when absent or empty
         - {id: streetlight, name: 路灯, name_en: Streetlight, keywords: [路灯, 不亮], sla_hours: 72}
+      region: 山东省青岛市市南区   # optional: the home region (else inferred; `gridbot grid show`)
       people:                # optional display names for captain/supervisor ids
         - {id: 1001, name: 李建国}
       boundaries: polygons.geojson   # optional sibling GeoJSON, polygons keyed by area id
@@ -25,7 +26,7 @@ categories.  Two formats are read:
 * GeoJSON (``.geojson``/``.json``): a FeatureCollection; each Feature has
   ``properties: {id, name, parent?, aliases?, captain?, supervisor?, numbers?}`` and a
   Polygon geometry (its exterior ring is the boundary).  Optional top-level
-  ``categories`` and ``people`` members are read like in YAML.
+  ``categories``, ``people`` and ``region`` members are read like in YAML.
 
 All problems are collected and raised together in one :class:`GridFileError`
 whose message names the line (YAML) or the feature / id; nothing is half-loaded.
@@ -33,6 +34,7 @@ whose message names the line (YAML) or the feature / id; nothing is half-loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -122,6 +124,8 @@ class GridSpec:
     categories: tuple[CategorySpec, ...]
     areas: tuple[AreaSpec, ...]  # parents before children
     people: tuple[PersonSpec, ...] = ()
+    # where the grid lies, e.g. 福建省漳州市芗城区 (optional; the router infers it when absent)
+    region: str | None = None
     _by_id: dict = field(init=False, repr=False, compare=False)
     tree: AreaTree = field(init=False, repr=False, compare=False)  # the walks up and down
 
@@ -445,6 +449,15 @@ def _numbers(v: Any, label: str, where: str, errs: _Errors) -> list[NumberRange]
 # --------------------------------------------------------------------------- sections
 
 
+def _parse_region(raw: Any, errs: _Errors) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        errs.add("", f"'region' must be text such as 福建省漳州市芗城区, got {raw!r}")
+        return None
+    return raw.strip() or None
+
+
 def _parse_categories(raw: Any, errs: _Errors) -> tuple[CategorySpec, ...]:
     if raw is None or raw == []:
         return DEFAULT_CATEGORIES
@@ -703,10 +716,11 @@ def _load_geojson(doc: Any, source: str) -> GridSpec:
         if not errs.items:
             errs.add(source, "no features")
         errs.raise_if_any()
+    region = _parse_region(doc.get("region") if isinstance(doc, dict) else None, errs)
     spec = _build(records, cats, people, errs)
     errs.raise_if_any()
     assert spec is not None
-    return spec
+    return dataclasses.replace(spec, region=region)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -767,11 +781,12 @@ def _load_yaml_text(text: str, source: str, base_dir: Path | None) -> GridSpec:
                         continue
                     extra[bid] = (ring, where)
 
+    region = _parse_region(doc.get("region"), errs)
     records = _flatten_yaml_areas(doc.get("areas", []), errs)
     spec = _build(records, cats, people, errs, extra)
     errs.raise_if_any()
     assert spec is not None
-    return spec
+    return dataclasses.replace(spec, region=region)
 
 
 def loads_grid(text: str, *, fmt: str = "yaml", source: str = "<grid>", base_dir: str | Path | None = None) -> GridSpec:

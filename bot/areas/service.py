@@ -55,6 +55,8 @@ async def import_grid(*, session: AsyncSession, spec: GridSpec, now: datetime) -
                 values[_AREA_COLUMNS[f.name]] = list(v) if f.name == "aliases" else v
             else:
                 extra[f.name] = v
+        if spec_area.parent_id is None and spec.region:
+            extra["region"] = spec.region  # the grid file's region, kept with the root area
         values["extra"] = extra
         values["retired"] = False
         seen_ids.add(spec_area.id)
@@ -96,8 +98,11 @@ async def load_spec(*, session: AsyncSession, include_retired: bool = False) -> 
     if not include_retired:
         q = q.where(Area.retired.is_(False))
     areas = []
+    region = None
     field_names = {f.name for f in dataclasses.fields(AreaSpec)}
     for a in (await session.execute(q)).scalars():
+        if a.parent_id is None and (a.extra or {}).get("region"):
+            region = region or a.extra["region"]
         kw = {"id": a.id, "name": a.name, "aliases": tuple(a.aliases or ()), "parent_id": a.parent_id,
               "level": a.level, "order": a.sort_order, "captain": a.captain_id, "supervisor": a.supervisor_id,
               "boundary": _tuples(a.boundary) if a.boundary else None}
@@ -109,7 +114,7 @@ async def load_spec(*, session: AsyncSession, include_retired: bool = False) -> 
     for c in (await session.execute(select(Category).order_by(Category.sort_order))).scalars():
         cats.append(CategorySpec(id=c.id, name=c.name, name_en=c.name_en, keywords=tuple(c.keywords or ()),
                                  sla_hours=c.sla_hours, working_hours=c.working_hours))
-    return GridSpec(categories=tuple(cats), areas=tuple(areas), people=())
+    return GridSpec(categories=tuple(cats), areas=tuple(areas), people=(), region=region)
 
 
 async def build_router(*, session: AsyncSession):

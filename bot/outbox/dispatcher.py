@@ -51,6 +51,7 @@ LEASE = timedelta(seconds=30)
 MAX_AGE = timedelta(hours=24)  # after retrying this long a message is given up
 FLUSH_EVERY = 0.2  # seconds between batched result writes
 PROGRESS_EVERY = 3.0  # seconds between looks at running broadcasts when nothing else happens
+RETRY_SUMMARY_EVERY = 60.0  # seconds between log lines summing up deliveries put off for a retry
 
 _DEFAULT = object()
 ACTIVE = ("in_flight", "sending")  # held by a dispatcher
@@ -126,6 +127,8 @@ class OutboxDispatcher:
         self._sem_fast = asyncio.Semaphore(workers)
         self._sem_bulk = asyncio.Semaphore(self.concurrency)
         self.sent_count = 0
+        self._retries: list[tuple[int, str]] = []  # (chat, reason) put off since the last summary
+        self._last_summary = time.monotonic()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -187,6 +190,8 @@ class OutboxDispatcher:
                     if now - last_recover >= lease / 2:
                         last_recover = now
                         await asyncio.shield(self.recover())
+                    if now - self._last_summary >= RETRY_SUMMARY_EVERY:
+                        self.retry_summary()
                     if now - last_progress >= PROGRESS_EVERY:
                         last_progress = now
                         await asyncio.shield(self._progress(set()))
@@ -365,7 +370,6 @@ class OutboxDispatcher:
             status, error = "gone", str(e)
         except PermanentError as e:
             status, error = "failed", str(e)
-            log.warning("outbox %s to %s failed for good: %s", row.id, row.chat_id, e)
         except ChatMigrated as e:
             # resent to the new id straight away (a write of its own: it is rare)
             payload = dict(row.payload, chat_id=e.new_chat_id)
@@ -380,7 +384,13 @@ class OutboxDispatcher:
             status, error = "pending", f"{type(e).__name__}: {e}"
             retry_at = now + timedelta(seconds=backoff(row.attempts + 1))
             if now - row.created_at > MAX_AGE:
-                status = "failed"
+                status, error = "failed", f"gave up after {MAX_AGE} of retries: {error}"
+        if status in ("failed", "gone"):
+            # one line per message that will never arrive: who, what, why
+            log.warning("delivery failed for good: chat %s, %s message (outbox #%s): %s", row.chat_id, row.kind,
+                        row.id, error if status == "failed" else f"recipient gone ({error})")
+        elif status == "pending":
+            self._retries.append((row.chat_id, (error or "")[:80]))
         values: dict[str, Any] = dict(status=status, error=error, attempts=row.attempts + 1, locked_by=None,
                                       locked_until=None)
         res = _Result(row.id, row.chat_id, row.broadcast_id, values, gone=status == "gone", extra=extra)
@@ -394,6 +404,21 @@ class OutboxDispatcher:
         row.next_attempt_at = retry_at or now
         self._results.append(res)
         return res
+
+    def retry_summary(self) -> str | None:
+        """Log (and return) one line summing up the deliveries put off since the last one."""
+        self._last_summary = time.monotonic()
+        retries, self._retries = self._retries, []
+        if not retries:
+            return None
+        from collections import Counter
+
+        reasons = Counter(r for _, r in retries).most_common(3)
+        line = (f"outbox: {len(retries)} deliveries to {len({c for c, _ in retries})} chats put off for a retry "
+                f"in the last {RETRY_SUMMARY_EVERY:.0f}s; most often: "
+                + "; ".join(f"{n}× {r}" for r, n in reasons))
+        log.warning("%s", line)
+        return line
 
     async def _pace(self) -> None:
         """Space broadcast requests at the rate as they leave: senders delayed together by the

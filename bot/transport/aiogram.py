@@ -69,8 +69,9 @@ class _Errors:
 class AiogramTransport(BaseMessenger):
     name = "aiogram"
 
-    def __init__(self, token: str, api_base: str) -> None:
-        self.session = AiohttpSession(api=TelegramAPIServer.from_base(api_base))
+    def __init__(self, token: str, api_base: str, proxy: str = "") -> None:
+        # GRIDBOT_PROXY (http:// or socks5://) goes through aiohttp-socks
+        self.session = AiohttpSession(api=TelegramAPIServer.from_base(api_base), proxy=proxy or None)
         self.bot = Bot(token, session=self.session)
         self.dp = Dispatcher()
         self._process = None

@@ -60,9 +60,11 @@ class _Errors:
 class PtbTransport(BaseMessenger):
     name = "ptb"
 
-    def __init__(self, token: str, api_base: str) -> None:
-        request = HTTPXRequest(connection_pool_size=32, pool_timeout=30.0, read_timeout=30.0, connect_timeout=10.0)
-        polling = HTTPXRequest(connection_pool_size=2, read_timeout=60.0)
+    def __init__(self, token: str, api_base: str, proxy: str = "") -> None:
+        # GRIDBOT_PROXY (http:// or socks5://, httpx with socksio) for both clients
+        request = HTTPXRequest(connection_pool_size=32, pool_timeout=30.0, read_timeout=30.0, connect_timeout=10.0,
+                               proxy=proxy or None)
+        polling = HTTPXRequest(connection_pool_size=2, read_timeout=60.0, proxy=proxy or None)
         self.bot = Bot(token, base_url=f"{api_base}/bot", base_file_url=f"{api_base}/file/bot", request=request,
                        get_updates_request=polling)
         self.app = Application.builder().bot(self.bot).updater(None).build()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Integer, and_, case, cast, extract, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import stats
@@ -44,8 +44,6 @@ class Week:
     new: int = 0
     due: int = 0
     on_time: int = 0
-    rated: int = 0
-    satisfied: int = 0
 
     @property
     def rectification(self) -> float | None:
@@ -101,28 +99,41 @@ async def overview(*, session: AsyncSession, viewer: Viewer, now: datetime, tz) 
     return out
 
 
+def _week_index(session: AsyncSession, col, first: datetime):
+    """Whole weeks from `first` to `col`, in SQL (col >= first)."""
+    from bot.db import UTCDateTime
+    from bot.sql import dialect_name
+
+    origin = literal(first, UTCDateTime())
+    if dialect_name(session) == "sqlite":
+        return cast((func.julianday(col) - func.julianday(origin)) / 7, Integer)
+    return cast(func.floor(extract("epoch", col - origin) / 604800), Integer)
+
+
 async def weekly_trend(*, session: AsyncSession, viewer: Viewer, now: datetime, tz,
                        weeks: int = TREND_WEEKS) -> list[Week]:
+    """Cases reported, and deadlines met of those due, per week: two grouped queries on the
+    created_at index (a case falls due at most LOOKBACK after it is reported)."""
     today = local_midnight(now, tz)
     monday = today - timedelta(days=today.astimezone(tz).weekday())
     starts = [monday - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
-    ends = starts[1:] + [now]
-    cols = []
-    for i, (a, b) in enumerate(zip(starts, ends)):
-        due = and_(Case.deadline_at >= a, Case.deadline_at < min(b, now))
-        cols += [_n(and_(Case.created_at >= a, Case.created_at < b)).label(f"new{i}"),
-                 _n(due).label(f"due{i}"),
-                 _n(and_(due, Case.status.in_(FIXED), Case.resolved_at <= Case.deadline_at)).label(f"ok{i}"),
-                 _n(and_(Case.closed_at >= a, Case.closed_at < b, Case.rating.is_not(None))).label(f"rt{i}"),
-                 _n(and_(Case.closed_at >= a, Case.closed_at < b, Case.rating >= stats.SATISFIED_RATING)).label(f"st{i}")]
     first = starts[0]
-    # every counted case was reported, was due, or was closed since `first`; a case is due at
-    # most LOOKBACK after its report, so the created_at range (ix_cases_created) covers them all
-    q = select(*cols).where(viewer.case_filter(), Case.created_at >= first - stats.LOOKBACK)
-    row = (await session.execute(q)).one()._mapping
-    return [Week(start=s, new=int(row[f"new{i}"] or 0), due=int(row[f"due{i}"] or 0), on_time=int(row[f"ok{i}"] or 0),
-                 rated=int(row[f"rt{i}"] or 0), satisfied=int(row[f"st{i}"] or 0))
-            for i, s in enumerate(starts)]
+    out = [Week(start=s) for s in starts]
+    scope = viewer.case_filter()
+    wk = _week_index(session, Case.created_at, first).label("wk")
+    q = select(wk, func.count()).where(scope, Case.created_at >= first, Case.created_at <= now).group_by(wk)
+    for i, n in (await session.execute(q)).all():
+        if 0 <= i < weeks:
+            out[i].new += int(n)
+    wk = _week_index(session, Case.deadline_at, first).label("wk")
+    q = (select(wk, func.count(), _n(and_(Case.status.in_(FIXED), Case.resolved_at <= Case.deadline_at)))
+         .where(scope, Case.created_at >= first - stats.LOOKBACK, Case.deadline_at >= first, Case.deadline_at < now)
+         .group_by(wk))
+    for i, due, ok in (await session.execute(q)).all():
+        if 0 <= i < weeks:
+            out[i].due += int(due)
+            out[i].on_time += int(ok or 0)
+    return out
 
 
 # --- the map -------------------------------------------------------------------------------------------
@@ -217,7 +228,7 @@ class CaseFile:
 VIEWED = "console_view"
 
 
-async def case_file(*, session: AsyncSession, case: Case, lang: str) -> CaseFile:
+async def case_file(*, session: AsyncSession, case: Case, lang: str, resident: str = "resident") -> CaseFile:
     cats = await category_names(session, lang)
     area = await session.get(Area, case.area_id) if case.area_id else None
     events = list((await session.execute(select(CaseEvent).where(CaseEvent.case_id == case.id)
@@ -241,7 +252,7 @@ async def case_file(*, session: AsyncSession, case: Case, lang: str) -> CaseFile
         if uid is None:
             return "—"
         if uid == case.reporter_id and not case.share_contact:
-            return "resident"
+            return resident
         return names.get(uid, str(uid))
 
     return CaseFile(case=case, category=cats.get(case.category_id, case.category_id),

@@ -257,7 +257,7 @@ async def _case_page(request, s, viewer, t, sess, *, status=200, error_key: str 
     now = core.clock()
     queries.record_view(s, case=case, viewer_id=viewer.id, now=now)
     await s.commit()
-    cf = await queries.case_file(session=s, case=case, lang=t.lang)
+    cf = await queries.case_file(session=s, case=case, lang=t.lang, resident=t("role.resident"))
     left = (case.deadline_at - now).total_seconds() / 3600 if case.deadline_at else None
     targets = await queries.transfer_targets(session=s)
     return _render(request, "case.html", status, t=t, viewer=viewer, session=sess, cf=cf, case=case,

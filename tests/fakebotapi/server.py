@@ -600,13 +600,13 @@ class FakeBotAPI:
         self._call_event: asyncio.Event | None = None
 
     # ------------------------------------------------------------- lifecycle
-    async def start(self) -> "FakeBotAPI":
+    async def start(self, port: int = 0) -> "FakeBotAPI":
         self._closing = asyncio.Event()
         self._update_event = asyncio.Event()
         self._call_event = asyncio.Event()
         self._runner = web.AppRunner(self.app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self._port = sock.getsockname()[1]
