@@ -15,13 +15,14 @@ Figures:
   outside   addresses outside the grid that were routed anywhere (lower is better)
   pins      pins that land in the expected unit (or nowhere when expected nowhere)
   p50/p99   time per address, wall clock and CPU, with the normalisation caches cleared
-            before each query (gazetteer loaded); both routers on the same queries, interleaved
+            before each query (gazetteer loaded); both routers on the same queries, interleaved;
+            "best" is each address's fastest wall time over the rounds (the machine is shared:
+            wall p99 mostly measures other processes taking the CPU, for both routers alike)
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -110,8 +111,11 @@ def latency(routers, texts, rounds):
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(len(xs) * f))] * 1e3
 
-    return {name: (q(wall[name], 0.5), q(wall[name], 0.99), q(cpu[name], 0.5), q(cpu[name], 0.99))
-            for name in routers}
+    # each address's best wall time over the rounds: what it costs when nobody else has the CPU
+    n = len(texts)
+    best = {name: [min(wall[name][r * n + i] for r in range(rounds)) for i in range(n)] for name in routers}
+    return {name: (q(wall[name], 0.5), q(wall[name], 0.99), q(cpu[name], 0.5), q(cpu[name], 0.99),
+                   q(best[name], 0.5), q(best[name], 0.99)) for name in routers}
 
 
 def main() -> int:
@@ -164,6 +168,8 @@ def main() -> int:
               f"p99 ratio {n[1] / b[1]:.2f}")
         print(f"  {split:5} cpu  p50/p99  baseline {b[2]:.3f}/{b[3]:.3f} ms   new {n[2]:.3f}/{n[3]:.3f} ms   "
               f"p99 ratio {n[3] / b[3]:.2f}")
+        print(f"  {split:5} best p50/p99  baseline {b[4]:.3f}/{b[5]:.3f} ms   new {n[4]:.3f}/{n[5]:.3f} ms   "
+              f"p99 ratio {n[5] / b[5]:.2f}   (each address's best wall time of the rounds)")
     return 0
 
 

@@ -1,42 +1,25 @@
 """Frozen copy of the address router as it was before issue 12 (the baseline of bench/routing.py; not used by the bot).
 
-Pure Python (shapely, rapidfuzz, OpenCC); no database, no Telegram.
-
-* ``Router(grid).route_point(lat, lon)`` – the deepest area whose polygon holds the point.
-* ``Router(grid).route_address(text)`` – area names / aliases found in free text
-  (Traditional or Simplified, full- or half-width, typos, missing 路/街 suffixes, house
-  numbers resolved to road-segment micro-grids).
-* ``Router.assignee_for(area_id)`` – captain of the deepest area with a captain going up
-  the tree, failing that the first supervisor up the tree.
-* ``Router.infer_category(text)`` – categories ranked by keyword / fuzzy match.
-* ``route_json`` / ``route_cli_main`` – the ``gridbot grid route`` contract (SPEC.md).
+Only the address and pin routing is kept (category inference, the assignee rule and the
+command line are not part of the comparison). Do not change it: it is what the new router is
+measured against.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Iterable
+from typing import Iterable
 
-from rapidfuzz import fuzz
 from rapidfuzz.distance import LCSseq
 
-from bot.areas.grid_file import DEFAULT_GRID_PATH, GridFileError, GridSpec, load_grid
+from bot.areas.grid_file import GridSpec, load_grid
 
-__all__ = [
-    "ADDRESS_THRESHOLD",
-    "RouteResult",
-    "Router",
-    "get_router",
-    "normalize_text",
-    "route_cli_main",
-    "route_json",
-]
+__all__ = ["ADDRESS_THRESHOLD", "RouteResult", "Router", "normalize_text"]
 
 # An address match must score at least this much to be routed (calibrated on
 # tests/test_routing.py: true matches ≥ 75, one-character typos in 3-character names
@@ -172,37 +155,13 @@ class Router:
         self._order = {a.id: a.order for a in grid.areas}
         self._ancestors = {a.id: tuple(x.id for x in grid.ancestors(a.id)) for a in grid.areas}
         self._build_point_index()
-        self._build_terms()
-        self._build_categories()
+        self._build_terms()  # (categories, the CLI and the assignee rule are not part of the baseline)
 
     @classmethod
     def from_file(cls, path: str | Path | None = None) -> "Router":
         return cls(load_grid(path))
 
     # ------------------------------------------------------------------ tree helpers
-    def assignee_for(self, area_id: str | None) -> int | None:
-        """Captain of the deepest area with a captain from ``area_id`` up; failing that the
-        first supervisor up the tree; None when the area is unknown or nobody is set."""
-        if area_id is None or area_id not in self._areas:
-            return None
-        chain = [self._areas[area_id]] + [self._areas[x] for x in self._ancestors[area_id]]
-        for a in chain:
-            if a.captain is not None:
-                return a.captain
-        for a in chain:
-            if a.supervisor is not None:
-                return a.supervisor
-        return None
-
-    def supervisor_for(self, area_id: str | None) -> int | None:
-        """First supervisor from the area up the tree (for escalations)."""
-        if area_id is None or area_id not in self._areas:
-            return None
-        for x in (area_id,) + self._ancestors[area_id]:
-            if self._areas[x].supervisor is not None:
-                return self._areas[x].supervisor
-        return None
-
     def _is_ancestor(self, anc: str, desc: str) -> bool:
         return anc in self._ancestors.get(desc, ())
 
@@ -482,162 +441,3 @@ class Router:
         if address:
             return self.route_address(address)
         return RouteResult(None, 0.0, [])
-
-    # ------------------------------------------------------------------ categories
-    def _build_categories(self) -> None:
-        self._cat_terms: list[tuple[str, list[str]]] = []
-        for c in self.grid.categories:
-            kws = [c.name, *c.name.split("/"), *(c.name_en.split("/") if c.name_en else ()), *c.keywords]
-            norm = []
-            for k in kws:
-                n = normalize_text(k)
-                if n and n not in norm:
-                    norm.append(n)
-            self._cat_terms.append((c.id, norm))
-        self._other_id = next((c.id for c in self.grid.categories if c.id == "other"), None)
-
-    def infer_category(self, text: str) -> list[tuple[str, float]]:
-        """[(category id, score 0-100)], best first.  Only categories with some evidence
-        are listed; "other" is listed last (never above a real keyword hit)."""
-        s = normalize_text(text or "")
-        scored: list[tuple[float, int, str]] = []
-        other_score = 0.0
-        for cid, kws in self._cat_terms:
-            best, hits, cover = 0.0, 0, 0
-            for k in kws:
-                latin = _is_latin(k)
-                if k in s:
-                    if latin:
-                        sc = 95.0 if len(k) >= 4 else 0.0
-                    else:
-                        sc = min(100.0, 70.0 + 10.0 * len(k))
-                    if sc:
-                        hits += 1
-                        cover += len(k)
-                        best = max(best, sc)
-                elif (len(k) >= 3 and not latin) or (latin and len(k) >= 6):
-                    if len(s) >= len(k) - 1:
-                        sc = fuzz.partial_ratio(k, s)
-                        if sc >= 75:
-                            best = max(best, sc * 0.8)
-            if best <= 0:
-                continue
-            score = min(100.0, best + 3.0 * max(0, hits - 1))
-            if cid == self._other_id:
-                other_score = score
-                continue
-            scored.append((score, cover, cid))
-        scored.sort(key=lambda x: (-x[0], -x[1], x[2]))
-        out = [(cid, round(sc, 1)) for sc, _, cid in scored]
-        if self._other_id is not None:
-            if out:
-                out.append((self._other_id, round(min(other_score or 20.0, out[-1][1] - 1, 20.0), 1)))
-            else:
-                out.append((self._other_id, round(max(other_score, 30.0), 1)))
-        return out
-
-
-# ---------------------------------------------------------------------------- CLI contract
-
-
-def route_json(router: Router, address: str | None = None, lat: float | None = None,
-               lon: float | None = None) -> dict:
-    """``{"area_id": …, "assignee": <telegram user id or None>, "score": <0-100>}``."""
-    r = router.route(address=address, lat=lat, lon=lon)
-    return {
-        "area_id": r.area_id,
-        "assignee": router.assignee_for(r.area_id) if r.area_id is not None else None,
-        "score": int(round(r.score)),
-    }
-
-
-def _dump(obj: dict) -> str:
-    return json.dumps(obj, ensure_ascii=False)
-
-
-def _num(v, what: str) -> float:
-    if isinstance(v, bool) or v is None:
-        raise ValueError(f"{what} must be a number")
-    if isinstance(v, str):
-        v = v.strip()
-    x = float(v)
-    if not math.isfinite(x):
-        raise ValueError(f"{what} must be a finite number")
-    return x
-
-
-def _route_line(router: Router, line: str) -> dict:
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
-    if not isinstance(obj, dict):
-        raise ValueError('expected a JSON object {"address": …} or {"lat": …, "lon": …}')
-    address = obj.get("address")
-    if address is not None and not isinstance(address, str):
-        raise ValueError("address must be a string")
-    has_lat, has_lon = obj.get("lat") is not None, obj.get("lon") is not None
-    if has_lat != has_lon:
-        raise ValueError("lat and lon must be given together")
-    if not address and not has_lat:
-        raise ValueError('expected "address" or "lat" and "lon"')
-    lat = _num(obj["lat"], "lat") if has_lat else None
-    lon = _num(obj["lon"], "lon") if has_lon else None
-    return route_json(router, address=address, lat=lat, lon=lon)
-
-
-def route_cli_main(address: str | None, lat: float | None, lon: float | None,
-                   grid_path: str | Path | None, stdin: IO[str], stdout: IO[str]) -> int:
-    """``gridbot grid route [--address TEXT] [--lat X --lon Y] [--grid FILE] --json``.
-
-    Prints one JSON object per query.  Exit status: 0 ok, 1 when some stdin lines were
-    malformed (each gets ``{"line": n, "error": …}`` and the rest are still routed),
-    2 for a usage error or an invalid grid file (``{"error": …}``)."""
-    if (lat is None) != (lon is None):
-        stdout.write(_dump({"error": "--lat and --lon must be given together"}) + "\n")
-        return 2
-    try:
-        router = _cached_router(str(Path(grid_path).resolve()) if grid_path else str(DEFAULT_GRID_PATH))
-    except GridFileError as exc:
-        stdout.write(_dump({"error": str(exc)}) + "\n")
-        return 2
-    if address is not None or lat is not None:
-        try:
-            la = _num(lat, "lat") if lat is not None else None
-            lo = _num(lon, "lon") if lon is not None else None
-        except (TypeError, ValueError) as exc:
-            stdout.write(_dump({"error": str(exc)}) + "\n")
-            return 2
-        stdout.write(_dump(route_json(router, address=address, lat=la, lon=lo)) + "\n")
-        stdout.flush()
-        return 0
-    status = 0
-    for n, line in enumerate(stdin, 1):
-        if not line.strip():
-            continue
-        try:
-            out = _route_line(router, line)
-        except (ValueError, TypeError) as exc:
-            out = {"line": n, "error": str(exc)}
-            status = 1
-        stdout.write(_dump(out) + "\n")
-        stdout.flush()
-    return status
-
-
-@lru_cache(maxsize=8)
-def _cached_router_at(path: str, mtime: float) -> Router:
-    return Router.from_file(path)
-
-
-def _cached_router(path: str) -> Router:
-    try:
-        mtime = Path(path).stat().st_mtime
-    except OSError:
-        mtime = 0.0
-    return _cached_router_at(path, mtime)
-
-
-def get_router(grid_path: str | Path | None = None) -> Router:
-    """A Router for the grid file (cached while the file is unchanged)."""
-    return _cached_router(str(Path(grid_path).resolve()) if grid_path else str(DEFAULT_GRID_PATH))

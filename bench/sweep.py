@@ -4,6 +4,12 @@
     python bench/sweep.py --cases 200000        # smaller
     python bench/sweep.py --pg postgresql+asyncpg://user@host/db   # PostgreSQL too (DB is wiped!)
     GRIDBOT_BENCH_PG_URL=... python bench/sweep.py
+    python bench/sweep.py --keep /tmp/sweep1m.db --runs 3   # fill once, then 3 runs on copies
+
+With --runs N the due-batch sweep and the digest are timed N times, each on a fresh copy of
+the filled database (SQLite) or after putting the due batch back (PostgreSQL), and the median
+is printed next to the floor: the time of the bare SELECT of the due cases, and of the digest's
+grouping queries, run in the same process right before.
 
 Fills a database with N cases over the sample grid's 18 micro-grids and 1,000 workers: most
 closed over the past year, a realistic share open (about 4%), a quarter of those overdue and
@@ -19,6 +25,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -161,8 +168,13 @@ async def timed(label: str, coro):
     return dt, result
 
 
-async def bench(url: str, n: int, due_batch: int, plans: bool) -> dict:
+async def bench(url: str, n: int, due_batch: int, plans: bool, filled: bool = False, fill_only: bool = False) -> dict:
     engine = make_engine(url)
+    if filled:
+        settings = load_settings(database_url=url, admin_ids="9100", bot_token="")
+        core = Core(settings, engine=engine, clock=lambda: NOW)
+        print(f"\n=== {engine.dialect.name}: a copy of the filled database ===")
+        return await measure(core, engine, plans)
     if engine.dialect.name == "postgresql":  # a clean schema
         import_all_models()
         async with engine.begin() as conn:
@@ -177,6 +189,36 @@ async def bench(url: str, n: int, due_batch: int, plans: bool) -> dict:
         open_n = (await s.execute(select(func.count()).select_from(Case).where(
             Case.status.in_(("new", "accepted", "reopened"))))).scalar()
     print(f"filled in {fill_s:.0f} s; open cases {open_n:,}")
+    if fill_only:
+        await engine.dispose()
+        return {}
+    return await measure(core, engine, plans)
+
+
+async def floors(core: Core) -> dict:
+    """The bare reads under the work: selecting the due cases; the digest's grouping queries."""
+    from bot import stats
+
+    out = {}
+    t0 = time.perf_counter()
+    async with core.sessionmaker() as s:
+        rows = (await s.execute(select(Case.id).where(Case.status.in_(("new", "accepted", "reopened")),
+                                                      Case.next_check_at <= NOW))).all()
+    out["select_due"] = time.perf_counter() - t0
+    out["due"] = len(rows)
+    t0 = time.perf_counter()
+    async with core.sessionmaker() as s:
+        await stats.workloads(session=s, now=NOW, per_worker=jobs.WORKER_TASKS)
+        await stats.breakdown(session=s, area_ids=None, start=NOW - timedelta(days=1), end=NOW, now=NOW)
+        await stats.overdue_by_area(session=s, now=NOW, per_area=jobs.OLDEST)
+    out["digest_queries"] = time.perf_counter() - t0
+    return out
+
+
+async def measure(core: Core, engine, plans: bool) -> dict:
+    fl = await floors(core)
+    print(f"{'floor: SELECT the due cases':<34} {fl['select_due'] * 1000:9.0f} ms   ({fl['due']} due)")
+    print(f"{'floor: the digest grouping queries':<34} {fl['digest_queries'] * 1000:9.0f} ms")
     rec = Recorder(engine)
     rec.on = True
     out = {}
@@ -195,6 +237,7 @@ async def bench(url: str, n: int, due_batch: int, plans: bool) -> dict:
         msgs = (await s.execute(select(OutboxMessage.kind, func.count()).group_by(OutboxMessage.kind))).all()
     print("outbox:", dict(msgs))
     await engine.dispose()
+    out.update(fl)
     return out
 
 
@@ -206,14 +249,43 @@ def main() -> None:
     ap.add_argument("--pg", default=os.environ.get("GRIDBOT_BENCH_PG_URL", ""),
                     help="a PostgreSQL URL (postgresql+asyncpg://…); its tables are dropped first")
     ap.add_argument("--no-plans", action="store_true")
+    ap.add_argument("--keep", default="", help="SQLite file to fill once and keep (reused if it exists)")
+    ap.add_argument("--runs", type=int, default=1, help="timed runs, each on a fresh copy (median printed)")
     a = ap.parse_args()
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = a.sqlite or str(Path(tmp) / "bench.db")
-        if a.sqlite and Path(path).exists():
-            Path(path).unlink()
-        asyncio.run(bench(f"sqlite+aiosqlite:///{path}", a.cases, a.due, not a.no_plans))
+        if a.keep:
+            base = Path(a.keep)
+            if not base.exists():
+                asyncio.run(bench(f"sqlite+aiosqlite:///{base}", a.cases, a.due, False, fill_only=True))
+            for i in range(a.runs):
+                work = Path(tmp) / f"run{i}.db"
+                shutil.copyfile(base, work)
+                for ext in ("-wal", "-shm"):
+                    if Path(str(base) + ext).exists():
+                        shutil.copyfile(str(base) + ext, str(work) + ext)
+                results.append(asyncio.run(bench(f"sqlite+aiosqlite:///{work}", a.cases, a.due,
+                                                 i == 0 and not a.no_plans, filled=True)))
+                work.unlink()
+        else:
+            path = a.sqlite or str(Path(tmp) / "bench.db")
+            if a.sqlite and Path(path).exists():
+                Path(path).unlink()
+            results.append(asyncio.run(bench(f"sqlite+aiosqlite:///{path}", a.cases, a.due, not a.no_plans)))
+    summary("sqlite", results)
     if a.pg:
-        asyncio.run(bench(a.pg, a.cases, a.due, not a.no_plans))
+        summary("postgresql", [asyncio.run(bench(a.pg, a.cases, a.due, not a.no_plans))])
+
+
+def summary(db: str, results: list[dict]) -> None:
+    import statistics
+
+    m = {k: statistics.median(r[k] for r in results) for k in ("sweep_due", "digest", "select_due", "digest_queries")}
+    print(f"\n=== {db}: medians of {len(results)} run(s) ===")
+    print(f"sweep of the due batch   {m['sweep_due'] * 1000:7.0f} ms  (target ≤ 300 ms; floor, the bare SELECT:"
+          f" {m['select_due'] * 1000:.0f} ms)")
+    print(f"digest                   {m['digest'] * 1000:7.0f} ms  (target ≤ 400 ms; floor, its grouping queries:"
+          f" {m['digest_queries'] * 1000:.0f} ms)")
 
 
 if __name__ == "__main__":

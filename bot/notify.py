@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
@@ -51,3 +52,42 @@ async def notify(
     msg = Outgoing(chat_id=chat_id, method=method, text=render(t), buttons=buttons(t) if buttons else None,
                    photos=photos, location=location)
     return await enqueue(session=session, msg=msg, kind=kind, now=now, dedupe_key=dedupe_key, remember_as=remember_as)
+
+
+class Letters:
+    """Messages with dedupe keys gathered during a batch of scheduled work and written with one
+    INSERT … ON CONFLICT DO NOTHING (the rows of one statement, not one round trip each)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.rows: list[dict] = []
+
+    def add(self, *, chat_id: int, kind: MessageKind, text: str, dedupe_key: str,
+            buttons: Keyboard | None = None) -> None:
+        msg = Outgoing(chat_id=chat_id, text=text, buttons=buttons)
+        self.rows.append(dict(dedupe_key=dedupe_key, kind=str(kind), chat_id=chat_id, payload=msg.to_json(),
+                              status="pending", attempts=0, next_attempt_at=self.now, created_at=self.now,
+                              broadcast_id=None, remember_as=None))
+
+    async def write(self, session: AsyncSession) -> Counter:
+        """Insert what was gathered; counts by kind of the rows written, and `already_sent` for
+        keys that were in the outbox before (sent once already, or about to be)."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        from bot.outbox.models import OutboxMessage
+
+        rows, self.rows = self.rows, []
+        counts: Counter = Counter()
+        if not rows:
+            return counts
+        table = OutboxMessage.__table__
+        ins = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        stmt = ins(table).on_conflict_do_nothing().returning(table.c.dedupe_key)
+        written = set((await session.execute(stmt, rows)).scalars().all())
+        for r in rows:
+            if r["dedupe_key"] in written:
+                counts[r["kind"]] += 1
+                written.discard(r["dedupe_key"])  # the same key twice in one batch counts once
+            else:
+                counts["already_sent"] += 1
+        return counts

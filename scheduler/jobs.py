@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import stats
@@ -27,10 +27,10 @@ from bot.areas.tree import AreaTree
 from bot.cases import flows, service
 from bot.cases.deadlines import reminder_at
 from bot.cases.models import Case, CaseEvent
-from bot.cases.transitions import OPEN, Actor, Event
+from bot.cases.transitions import OPEN, Actor
 from bot.core_models import JobRun
 from bot.i18n import Safe, Texts
-from bot.notify import language_of, notify
+from bot.notify import Letters, language_of, notify
 from bot.outbox.kinds import MessageKind
 from bot.people.models import Person
 from bot.sql import insert_ignore
@@ -131,6 +131,10 @@ class _Chase:
     admins: list[int]
     reopened_at: dict[int, datetime] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
+    # what the batch writes, in one statement each at its end (set-based, not row by row)
+    letters: Letters | None = None
+    events: list[dict] = field(default_factory=list)
+    lines: dict[tuple[int, str], list[str]] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, session: AsyncSession, settings, now: datetime, cases: list[Case]) -> _Chase:
@@ -140,7 +144,19 @@ class _Chase:
         return cls(session=session, settings=settings, now=now,
                    categories={c.id: c for c in (await session.execute(select(Category))).scalars()},
                    tree=tree, people=await preload_people(session, wanted), admins=admins,
-                   reopened_at=await _reopen_times(session, cases))
+                   reopened_at=await _reopen_times(session, cases), letters=Letters(now))
+
+    def record(self, action: str, c: Case) -> None:
+        """The case's history row for a chase step (no change of status)."""
+        self.events.append(dict(case_id=c.id, at=self.now, actor_id=None, action=action, from_status=c.status,
+                                to_status=c.status, note=""))
+
+    async def write(self) -> None:
+        """The batch's history rows and messages, one INSERT each."""
+        if self.events:
+            await self.session.execute(insert(CaseEvent.__table__), self.events)
+            self.events = []
+        self.counts.update(await self.letters.write(self.session))
 
     def texts(self, uid: int) -> Texts:
         return Texts(language_of(self.people.get(uid)))
@@ -180,6 +196,13 @@ async def _reopen_times(session: AsyncSession, cases: list[Case]) -> dict[int, d
 
 
 async def _case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
+    key = (c.id, t.lang)  # the assignee's and the supervisors' messages share these lines
+    if key not in ch.lines:
+        ch.lines[key] = _render_case_lines(ch, t, c)
+    return ch.lines[key]
+
+
+def _render_case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
     cat, area = ch.categories.get(c.category_id), ch.tree.areas.get(c.area_id) if c.area_id else None
     tz = ch.settings.tz
     return [t("cases.field_category", value=flows.category_name(t, cat)),
@@ -188,15 +211,13 @@ async def _case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
             t("cases.field_deadline", value=flows.fmt_time(c.deadline_at, tz))]
 
 
-async def _send(ch: _Chase, t: Texts, chat_id: int, kind: MessageKind, key: str, text: str, buttons=None) -> bool:
-    sent = await notify(session=ch.session, now=ch.now, chat_id=chat_id, kind=kind, render=lambda _t: text,
-                        buttons=buttons, dedupe_key=key, lang=t.lang)
-    ch.counts[kind] += int(sent)
-    return sent
+async def _send(ch: _Chase, t: Texts, chat_id: int, kind: MessageKind, key: str, text: str, buttons=None) -> None:
+    """Queued with the batch's other messages (written at its end; a key seen before is skipped)."""
+    ch.letters.add(chat_id=chat_id, kind=kind, text=text, dedupe_key=key, buttons=buttons(t) if buttons else None)
 
 
 async def _remind(ch: _Chase, c: Case, due: datetime) -> None:
-    service.record(ch.session, Event("remind", c.id, None, c.status, c.status), ch.now)
+    ch.record("remind", c)
     if c.assignee_id is None:
         return
     t = ch.texts(c.assignee_id)
@@ -209,7 +230,7 @@ async def _remind(ch: _Chase, c: Case, due: datetime) -> None:
 
 async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
     c.was_overdue = True
-    service.record(ch.session, Event("overdue", c.id, None, c.status, c.status), ch.now)
+    ch.record("overdue", c)
     if c.assignee_id is None:
         return
     t = ch.texts(c.assignee_id)
@@ -222,7 +243,7 @@ async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
 async def _escalate(ch: _Chase, c: Case, due: datetime, level: int, group: list[int], step: int) -> None:
     """`level` is the chase level this escalation reaches (2 = the first supervisor);
     `step` the escalation's number as people see it (1 = the first supervisor)."""
-    service.record(ch.session, Event("escalate", c.id, None, c.status, c.status), ch.now)
+    ch.record("escalate", c)
     assignee = ch.people.get(c.assignee_id) if c.assignee_id else None
     for uid in group:
         t = ch.texts(uid)
@@ -293,6 +314,7 @@ async def sweep(core, now: datetime, *, batch: int = BATCH, max_batches: int = M
             with s.no_autoflush:
                 for c in cases:
                     await chase(ch, c)
+            await ch.write()
             counts.update(ch.counts)
             checked += len(cases)
         if len(cases) < batch:
@@ -373,18 +395,18 @@ async def _finish_period(core, job: str, period: str, now: datetime, detail: str
 
 async def _deliver(core, now: datetime, letters: list[tuple[int, str, str, Callable[[Texts], str]]],
                    batch: int) -> Counter:
-    """Queue (chat, kind, dedupe key, render) letters in batches, one transaction each."""
+    """Queue (chat, kind, dedupe key, render) letters in batches, one transaction and one INSERT
+    each."""
     counts: Counter = Counter()
     for i in range(0, len(letters), batch):
         chunk = letters[i:i + batch]
         async with core.sessionmaker() as s, s.begin():
             people = await preload_people(s, [c for c, *_ in chunk])
+            out = Letters(now)
             for chat_id, kind, key, render in chunk:
-                if await notify(session=s, now=now, chat_id=chat_id, kind=kind, render=render, dedupe_key=key,
-                                lang=language_of(people.get(chat_id))):
-                    counts[kind] += 1
-                else:
-                    counts["already_sent"] += 1
+                out.add(chat_id=chat_id, kind=kind, text=render(Texts(language_of(people.get(chat_id)))),
+                        dedupe_key=key)
+            counts.update(await out.write(s))
         kick(core)
     return counts
 

@@ -5,6 +5,8 @@ The browser-driven walk through the same pages is tests/test_console_browser.py.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -136,7 +138,8 @@ async def test_each_viewer_sees_only_their_subtree(console):
     for page in ("/console/", "/console/map", f"/console/case/{c.lamp}", "/console/api/map"):
         assert (await console.get(page)).status == 403, page
     await sign_in(console, SUP_GUANHAI)
-    assert (await console.get(f"/console/case/{c.garbage}")).status == 200
+    page = await (await console.get(f"/console/case/{c.garbage}")).text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)" in page  # residents' text is escaped
     r = await console.get(f"/console/case/{c.lamp}")
     assert r.status == 403
     pins = (await (await console.get("/console/api/map")).json())["pins"]
@@ -337,3 +340,27 @@ def test_gridbot_demo_prints_a_console_link_that_signs_the_demo_admin_in(tmp_pat
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def bot_settings() -> dict:
+    return {"web_base_url": "https://console.example.org"}
+
+
+async def test_console_command_gives_staff_a_link_and_a_menu_button(bot):
+    from tests.conftest import sun, wang
+
+    reply = (await bot.say(sun, "/console"))[-1]
+    link = re.search(r"https://console\.example\.org/console/login\?t=\S+", reply.text).group(0)
+    assert bot.buttons(reply) == [link]
+    deadline = time.monotonic() + 10
+    while not bot.api.calls_of("setChatMenuButton") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    [call] = bot.api.calls_of("setChatMenuButton")
+    button = call.params["menu_button"]
+    button = json.loads(button) if isinstance(button, str) else button
+    assert button["type"] == "web_app" and button["web_app"]["url"] == "https://console.example.org/console/app"
+    assert int(call.params["chat_id"]) == sun.id
+    reply = (await bot.say(wang, "/console"))[-1]
+    assert "https://" not in reply.text and "网格员" in reply.text
+    assert len(bot.api.calls_of("setChatMenuButton")) == 1

@@ -34,7 +34,8 @@ def catalog(lang: str) -> dict[str, str]:
     folder = HERE / _DIRS.get(lang, _DIRS[DEFAULT_LANG])
     merged: dict[str, str] = {}
     for path in sorted(folder.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # libyaml's loader when PyYAML has it: the catalogs load in a fraction of the time
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
         _flatten("", data, merged, path)
     return merged
 
