@@ -269,6 +269,7 @@ async def unanswered(*, session: AsyncSession, limit: int = 50) -> list:
     return (await session.execute(
         select(UnansweredQuestion.normalized, func.count().label("n"), func.max(UnansweredQuestion.query).label("query"),
                func.max(UnansweredQuestion.at).label("last"))
+        .where(UnansweredQuestion.kind != "answered", UnansweredQuestion.linked_entry.is_(None))
         .group_by(UnansweredQuestion.normalized).order_by(func.count().desc(), func.max(UnansweredQuestion.at).desc())
         .limit(limit))).all()
 
