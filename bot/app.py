@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import utcnow
 from bot.core_models import InboxUpdate
-from bot.db import make_engine, make_sessionmaker
+from bot.db import DbHealth, make_engine, make_sessionmaker
 from bot.i18n import Texts
+from bot.logonce import ErrorLog
 from bot.notify import language_of
 from bot.outbox.dispatcher import OutboxDispatcher
 from bot.outbox.kinds import MessageKind
@@ -50,16 +51,23 @@ def _kb_stamp(path) -> tuple:
     return (str(p), tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists()))
 
 
-def _built_matcher(path, fresh: bool = False):
-    """The matcher for a knowledge base, fully built (jieba, the encoder, the entries' vectors:
-    what a first query would otherwise pay for). Built once per process and version of the
-    files: every bot started in this process (tests, replicas) shares it."""
+def _new_matcher(path, extra: dict[str, list[str]]):
     from knowledge.index import Matcher
+    from knowledge.learned import merge_alternates
+    from knowledge.loader import load_kb
 
-    key = _kb_stamp(path)
+    return Matcher(merge_alternates(load_kb(path), extra))
+
+
+def _built_matcher(path, extra: dict[str, list[str]], fresh: bool = False):
+    """The matcher for a knowledge base (and the wordings admins linked), fully built (jieba,
+    the encoder, the entries' vectors: what a first query would otherwise pay for). Built once
+    per process and version of both: every bot started in this process (tests, replicas)
+    shares it."""
+    key = (_kb_stamp(path), tuple((k, tuple(v)) for k, v in sorted(extra.items())))
     m = None if fresh else _MATCHERS.get(key)
     if m is None:
-        m = Matcher.from_path(path)
+        m = _new_matcher(path, extra)
         if hasattr(m, "build"):
             m.build()
         else:
@@ -96,7 +104,10 @@ class Core:
         self._slots = asyncio.Semaphore(settings.max_concurrent_chats)
         self._router = None
         self._matcher = None
+        self.faq_extra: dict[str, list[str]] = {}  # admins' links {entry id: [wording, …]} (faq_alternates)
         self.processed = 0
+        self.health = DbHealth(self.engine, log)
+        self.errors = ErrorLog(log)
 
     # --- services loaded once -----------------------------------------------------------
 
@@ -113,8 +124,28 @@ class Core:
     @property
     def matcher(self):
         if self._matcher is None:  # not warmed (tests, the console): built here, on the loop
-            self._matcher = _built_matcher(self.settings.kb_path)
+            self._matcher = _built_matcher(self.settings.kb_path, self.faq_extra)
         return self._matcher
+
+    def _new_matcher(self):
+        return _new_matcher(self.settings.kb_path, self.faq_extra)
+
+    async def load_faq_alternates(self) -> None:
+        """The wordings admins linked to entries (kept in the database) — before the index is built."""
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from bot.core_models import FaqAlternate
+
+        extra: dict[str, list[str]] = {}
+        try:
+            async with self.sessionmaker() as s:
+                for entry_id, text in (await s.execute(
+                        select(FaqAlternate.entry_id, FaqAlternate.text).order_by(FaqAlternate.id))).all():
+                    extra.setdefault(entry_id, []).append(text)
+        except SQLAlchemyError:  # no schema yet (a bare CLI use): nothing was linked
+            return
+        self.faq_extra = extra
 
     async def warm(self) -> None:
         """Build the knowledge index and its rankers before the first update, off the event loop:
@@ -122,8 +153,9 @@ class Core:
         def build() -> None:
             import handlers  # noqa: F401  (imported by the first update otherwise)
 
-            self._matcher = _built_matcher(self.settings.kb_path)
+            self._matcher = _built_matcher(self.settings.kb_path, self.faq_extra)
 
+        await self.load_faq_alternates()
         await _off_loop(build)
 
     async def match(self, text: str):
@@ -134,34 +166,58 @@ class Core:
 
     async def rebuild_matcher(self) -> int:
         """reload_matcher() off the event loop (building takes a second or more)."""
-        m = await _off_loop(_built_matcher, self.settings.kb_path, True)
+        m = await _off_loop(_built_matcher, self.settings.kb_path, self.faq_extra, True)
         self._matcher = m
         return len(m.entries)
 
     def reload_matcher(self) -> int:
-        from knowledge.index import Matcher
-
-        self._matcher = Matcher.from_path(self.settings.kb_path)
+        self._matcher = self._new_matcher()
         return len(self._matcher.entries)
 
     def attach(self, messenger: Messenger, *, limits: Limits | None = None) -> OutboxDispatcher:
         self.messenger = messenger
         self.dispatcher = OutboxDispatcher(self.sessionmaker, messenger,
                                            limiter=RateLimiter(limits or Limits.from_settings(self.settings)),
-                                           workers=self.settings.outbox_workers, clock=self.clock, on_gone=mark_gone)
+                                           workers=self.settings.outbox_workers, clock=self.clock, on_gone=mark_gone,
+                                           health=self.health)
         return self.dispatcher
 
     # --- the inbox --------------------------------------------------------------------------
 
-    async def receive(self, updates: list[dict[str, Any]]) -> None:
-        """Store updates durably. Only after this returns may they be confirmed to Telegram."""
+    async def receive(self, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Store updates durably. Only after this returns may they be confirmed to Telegram.
+
+        Returns the updates to handle. One the database will not take as it is (bad data in
+        it) is stored as a stub marked failed, so one bad update never holds back the others.
+        Raises when the database is unreachable (nothing was stored then).
+        """
         if not updates:
-            return
+            return []
         now = self.clock()
         rows = [dict(update_id=int(u["update_id"]), chat_id=chat_of(u), payload=u, received_at=now, attempts=0)
                 for u in updates]
-        async with self.sessionmaker() as s, s.begin():
-            await s.execute(insert_ignore(s, InboxUpdate), rows)
+        try:
+            async with self.sessionmaker() as s, s.begin():
+                await s.execute(insert_ignore(s, InboxUpdate), rows)
+            return list(updates)
+        except Exception as e:
+            if await self.health.down(e):
+                raise
+        good = []
+        for row, u in zip(rows, updates):
+            try:
+                async with self.sessionmaker() as s, s.begin():
+                    await s.execute(insert_ignore(s, InboxUpdate), [row])
+                good.append(u)
+            except Exception as e:
+                if await self.health.down(e):
+                    raise
+                self.errors.exception(e, "update %s cannot be stored as it is; kept as failed", row["update_id"])
+                async with self.sessionmaker() as s, s.begin():
+                    await s.execute(insert_ignore(s, InboxUpdate), [dict(
+                        row, chat_id=None, payload={"update_id": row["update_id"]}, handled_at=now, attempts=1,
+                        error=f"not storable: {type(e).__name__}: {e}"[:2000])])
+        return good
 
     async def recover(self) -> int:
         """Queue what was stored but never handled (the process died with it in hand)."""
@@ -196,10 +252,25 @@ class Core:
                 await self.feed(update)
             except Exception as e:
                 # the framework could not even parse it: keep the error, do not retry it forever
-                log.exception("update %s failed in the transport", update.get("update_id"))
-                async with self.sessionmaker() as s, s.begin():
+                self.errors.exception(e, "update %s failed in the transport", update.get("update_id"))
+
+                async def mark(s):
                     await s.execute(update_(update.get("update_id", 0), self.clock(),
                                             error=f"transport: {type(e).__name__}: {e}"[:2000]))
+
+                await self.write(mark)
+
+    async def write(self, work: Callable[[Any], Awaitable[Any]], held: int = 0) -> Any:
+        """Run `work(session)` in a transaction, waiting out a database outage and retrying."""
+        while True:
+            try:
+                async with self.sessionmaker() as s, s.begin():
+                    return await work(s)
+            except Exception as e:
+                if not await self.health.down(e, held):
+                    raise
+                held = 0
+            await self.health.wait_up()
 
     async def drain(self) -> None:
         """Wait for every update in hand (SIGTERM, tests)."""
@@ -209,12 +280,26 @@ class Core:
     # --- one update, one transaction ------------------------------------------------------------
 
     async def process(self, update: dict[str, Any]) -> None:
+        """Handle one update; a database outage is waited out and the update handled after it."""
+        held = 1
+        while True:
+            try:
+                await self._process(update)
+                return
+            except Exception as e:  # only what `_process` could not even record as failed
+                if not await self.health.down(e, held):
+                    self.errors.exception(e, "update %s could not be recorded as failed", update.get("update_id"))
+                    return
+                held = 0
+            await self.health.wait_up()
+
+    async def _process(self, update: dict[str, Any]) -> None:
         from handlers import dispatch
 
-        ev = to_incoming(update, bot_id=self.bot_id, bot_username=self.bot_username)
         now = self.clock()
-        ctx = None
+        ctx = ev = None
         try:
+            ev = to_incoming(update, bot_id=self.bot_id, bot_username=self.bot_username)
             async with self.sessionmaker() as s, s.begin():
                 claimed = await s.execute(update_(update["update_id"], now))
                 if claimed.rowcount == 0:
@@ -230,7 +315,9 @@ class Core:
                 ctx = Ctx(ev=ev, session=s, now=now, core=self, person=person, t=Texts(language_of(person)))
                 await dispatch(ctx)
         except Exception as e:
-            log.exception("update %s failed", update.get("update_id"))
+            if await self.health.down(e):
+                raise  # nothing was written: handled again once the database is back
+            self.errors.exception(e, "update %s failed", update.get("update_id"))
             await self._failed(update, ev, e, now)
         else:
             self.processed += 1

@@ -268,6 +268,47 @@ def faq_match(
     raise typer.Exit(faq_match_main(str(kb), list(queries or []), sys.stdin, sys.stdout))
 
 
+@faq_app.command("export")
+def faq_export(
+    dest: Path = typer.Argument(..., help="folder to write the knowledge files to"),
+    kb: Optional[Path] = typer.Option(None, "--kb", help="the knowledge file or folder to start from"),
+) -> None:
+    """Write the knowledge base with the wordings admins linked in the bot (kept in the database)
+    added as alternates, one YAML file per knowledge file."""
+    from knowledge.learned import export_kb
+    from knowledge.loader import KnowledgeError
+
+    settings = _settings()
+    kb = kb or settings.kb_path
+
+    async def linked() -> dict[str, list[str]]:
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from bot.core_models import FaqAlternate
+        from bot.db import make_engine, make_sessionmaker
+
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as s:
+                out: dict[str, list[str]] = {}
+                for entry_id, text in (await s.execute(
+                        select(FaqAlternate.entry_id, FaqAlternate.text).order_by(FaqAlternate.id))).all():
+                    out.setdefault(entry_id, []).append(text)
+                return out
+        except SQLAlchemyError:
+            return {}
+        finally:
+            await engine.dispose()
+
+    try:
+        added = export_kb(kb, dest, asyncio.run(linked()))
+    except KnowledgeError as e:
+        typer.echo(f"gridbot faq export: invalid knowledge base: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"wrote {len(added)} knowledge files to {dest} ({sum(added.values())} linked wordings added)")
+
+
 @jobs_app.command("list")
 def jobs_list() -> None:
     """The scheduled jobs and when each runs next."""

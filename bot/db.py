@@ -77,7 +77,109 @@ def make_engine(url: str, **kw: Any) -> AsyncEngine:
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
     kw.setdefault("pool_pre_ping", True)
+    # a server that does not answer is an outage to wait out, not a minute-long hang per attempt
+    kw.setdefault("pool_timeout", 10)
+    if "asyncpg" in url:
+        kw.setdefault("connect_args", {"timeout": 5})
     return create_async_engine(url, **kw)
+
+
+# --- outages -------------------------------------------------------------------------------
+
+_OUTAGE_NAMES = {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError",
+                 "AdminShutdownError", "CrashShutdownError", "TooManyConnectionsError", "InterfaceError"}
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Could this error mean the database is unreachable (rather than a bug or bad data)?"""
+    from sqlalchemy import exc as sa_exc
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (OSError, ConnectionError, TimeoutError, asyncio.TimeoutError, sa_exc.TimeoutError)):
+            return True
+        if isinstance(e, sa_exc.DBAPIError) and (e.connection_invalidated or isinstance(
+                e, (sa_exc.OperationalError, sa_exc.InterfaceError))):
+            return True
+        if type(e).__name__ in _OUTAGE_NAMES:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+class DbHealth:
+    """Waits out database outages, and says so twice: when one starts and when it ends.
+
+    Whoever hits an error that may be an outage calls `down(error)`: if a `SELECT 1` fails too,
+    the database is down, `down` logs (once per outage) and returns True, and the caller waits
+    with `wait_up()` before trying the same work again. `held` counts what was held back.
+    """
+
+    def __init__(self, engine: AsyncEngine, logger=None, *, max_delay: float = 2.0) -> None:
+        import logging
+
+        self.engine = engine
+        self.log = logger or logging.getLogger("gridbot")
+        self.max_delay = max_delay
+        self.down_since: float | None = None
+        self.held = 0  # updates held back during the current outage
+        self.held_total = 0
+        self.outages = 0
+        self._probe: asyncio.Task | None = None
+
+    @property
+    def is_down(self) -> bool:
+        return self.down_since is not None
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    async def down(self, error: BaseException, held: int = 0) -> bool:
+        """True if `error` came from an outage (now recorded), False if the database answers."""
+        if not is_outage(error):
+            return False
+        if self.down_since is None and await self.ping():
+            return False
+        self.hold(held)
+        if self.down_since is None:
+            import time
+
+            self.down_since = time.monotonic()
+            self.outages += 1
+            self.log.warning("database unavailable (%s: %s); holding updates until it is back",
+                             type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
+        return True
+
+    def hold(self, n: int) -> None:
+        self.held += n
+        self.held_total += n
+
+    async def wait_up(self) -> None:
+        """Return once the database answers again (one probe loop, shared by every waiter)."""
+        if self.down_since is None:
+            return
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._wait())
+        await asyncio.shield(self._probe)
+
+    async def _wait(self) -> None:
+        import time
+
+        delay = 0.25
+        while not await self.ping():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+        if self.down_since is not None:
+            self.log.warning("database back after %.0f s; %d update deliveries were held back meanwhile",
+                             time.monotonic() - self.down_since, self.held)
+            self.down_since, self.held = None, 0
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

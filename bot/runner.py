@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 from bot.app import Core
 from bot.db import ensure_sqlite_dir, make_engine, upgrade
 from bot.settings import SAMPLE_GRID, Settings
+from bot.updates import BIGINT, valid_update_id
 
 log = logging.getLogger("gridbot")
 
@@ -65,6 +67,10 @@ async def import_grid_file(settings: Settings, engine, path) -> Any:
         return await import_grid(session=s, spec=spec, now=utcnow())
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def make_transport(settings: Settings):
     if settings.framework == "ptb":
         from bot.transport.ptb import PtbTransport
@@ -97,6 +103,8 @@ class BotRunner:
         self.core: Core | None = None
         self.transport = None
         self.scheduler = None
+        self.fetcher = None
+        self.ignored = 0  # webhook bodies acknowledged without being stored
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -139,7 +147,8 @@ class BotRunner:
             recovered = await core.recover()
             if recovered:
                 log.info("handling %d updates recorded before the last stop", recovered)
-            log.info("%s", await summary(core, webhook=self.webhook))
+            if not self.webhook:  # webhook mode: once its server listens
+                log.info("%s", await summary(core, webhook=False))
             self.ready.set()
             if self.webhook:
                 await self._serve_webhook()
@@ -178,10 +187,14 @@ class BotRunner:
             # set; its pending updates are kept (drop_pending_updates=False)
             log.info("a webhook is set; removing it to poll (pending updates are kept)")
             await transport.delete_webhook()
+        from bot.transport.raw import UpdateFetcher
+
+        fetcher = self.fetcher = UpdateFetcher(self.settings.bot_token, self.settings.telegram_api_base,
+                                                    self.settings.proxy)
         offset: int | None = None
         delay = 1.0
         while not self._stop.is_set():
-            poll = asyncio.create_task(transport.get_updates(offset, self.poll_timeout))
+            poll = asyncio.create_task(fetcher.get(offset, self.poll_timeout))
             stop = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
             if poll not in done:
@@ -203,11 +216,33 @@ class BotRunner:
             delay = 1.0
             if not updates:
                 continue
-            # stored first; only the next getUpdates (with the new offset) confirms them
-            await core.receive(updates)
+            # stored first, unparsed; only the next getUpdates (with the new offset) confirms them
+            stored = await self._store(updates)
+            if stored is None:
+                break  # stopping during a database outage: nothing confirmed, Telegram resends
             offset = max(int(u["update_id"]) for u in updates) + 1
-            for u in updates:
+            for u in stored:
                 core.submit(u)
+
+    async def _store(self, updates: list[dict]) -> list[dict] | None:
+        """core.receive, waiting out a database outage (the offset stays where it is meanwhile)."""
+        core = self.core
+        held = len(updates)
+        while not self._stop.is_set():
+            try:
+                return await core.receive(updates)
+            except Exception as e:
+                if await core.health.down(e, held):
+                    held = 0
+                    waiter = asyncio.create_task(core.health.wait_up())
+                else:
+                    core.errors.exception(e, "storing %d updates failed; retrying", len(updates))
+                    waiter = asyncio.create_task(asyncio.sleep(1.0))
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (waiter, stop):
+                t.cancel()
+        return None
 
     async def _serve_webhook(self) -> None:
         from aiohttp import web
@@ -218,13 +253,28 @@ class BotRunner:
             if settings.webhook_secret and request.headers.get("X-Telegram-Bot-Api-Secret-Token") != settings.webhook_secret:
                 return web.Response(status=403, text="forbidden")
             try:
-                update = await request.json()
-                int(update["update_id"])
+                update = json.loads(await request.read(), parse_constant=_no_constant)
             except Exception:
-                return web.Response(status=400, text="bad update")
+                update = None
+            uid = valid_update_id(update)
+            if uid is None:
+                return web.Response(status=400, text="not an update")
+            if not 0 <= uid < BIGINT:
+                # cannot be an inbox key; answering anything else would only make it come back
+                self.ignored += 1
+                if self.ignored == 1 or self.ignored % 1000 == 0:
+                    log.warning("ignored %d webhook update(s) with an out-of-range update_id", self.ignored)
+                return web.Response(text="ignored")
             # stored before the 200: an answered update is never lost
-            await core.receive([update])
-            core.submit(update)
+            try:
+                stored = await core.receive([update])
+            except Exception as e:
+                if not await core.health.down(e, 1):
+                    core.errors.exception(e, "storing webhook update %s failed", uid)
+                # not recorded, so not acknowledged: Telegram sends it again
+                return web.Response(status=503, text="database unavailable")
+            for u in stored:
+                core.submit(u)
             return web.Response(text="ok")
 
         app = web.Application()
@@ -232,7 +282,7 @@ class BotRunner:
         from bot.web import mount
 
         mount(app, core)  # the web console and Open311 share the webhook server
-        runner = web.AppRunner(app)
+        runner = web.AppRunner(app, access_log=None)  # one line per request is a flood under load
         await runner.setup()
         site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
         try:
@@ -249,6 +299,9 @@ class BotRunner:
             url = settings.webhook_url.rstrip("/") + settings.webhook_path
             await first_contact(settings, lambda: self.transport.set_webhook(url, settings.webhook_secret),
                                 "setWebhook", self._stop)
+        from bot.startup import summary
+
+        log.info("%s", await summary(self.core, webhook=True))
         try:
             await self._stop.wait()
         finally:
@@ -263,6 +316,8 @@ class BotRunner:
             await core.drain()
             if core.dispatcher is not None:
                 await core.dispatcher.stop(drain_seconds=5.0)
+        if self.fetcher is not None:
+            await self.fetcher.close()
         if self.transport is not None:
             await self.transport.close()
         if core is not None:

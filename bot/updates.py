@@ -93,13 +93,31 @@ def to_incoming(update: dict[str, Any], *, bot_id: int | None = None, bot_userna
     )
 
 
+BIGINT = 2**63
+
+
 def chat_of(update: dict[str, Any]) -> int | None:
-    for key in ("message", "edited_message", "my_chat_member", "channel_post"):
-        if key in update:
-            return int(update[key]["chat"]["id"])
-    if "callback_query" in update:
-        cq = update["callback_query"]
-        if cq.get("message"):
-            return int(cq["message"]["chat"]["id"])
-        return int(cq["from"]["id"])
-    return None
+    """The chat an update belongs to, or None (none, or too malformed to say)."""
+    try:
+        chat = None
+        for key in ("message", "edited_message", "my_chat_member", "channel_post"):
+            if key in update:
+                chat = int(update[key]["chat"]["id"])
+                break
+        else:
+            if "callback_query" in update:
+                cq = update["callback_query"]
+                chat = int(cq["message"]["chat"]["id"]) if cq.get("message") else int(cq["from"]["id"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return chat if chat is not None and -BIGINT <= chat < BIGINT else None
+
+
+def valid_update_id(update: Any) -> int | None:
+    """The update_id of something that is an update at all (a dict with an integer id), else None."""
+    if not isinstance(update, dict):
+        return None
+    uid = update.get("update_id")
+    if isinstance(uid, bool) or not isinstance(uid, int):
+        return None
+    return uid

@@ -102,8 +102,12 @@ async def run_job(core, name: str, *, force: bool = True, **options) -> dict:
 async def _scheduled(core, name: str) -> None:
     try:
         result = await run_job(core, name, force=False)
-    except Exception:
-        log.exception("job %s failed", name)
+    except Exception as e:
+        health = getattr(core, "health", None)
+        if health is not None and await health.down(e):
+            log.warning("job %s skipped: the database is unavailable (it runs again on its schedule)", name)
+        else:
+            log.exception("job %s failed", name)
         return
     if any(isinstance(v, int) and v for k, v in result.items() if k != "checked"):
         log.info("job %s: %s", name, result)

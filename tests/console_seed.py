@@ -66,7 +66,7 @@ async def seed(core, now) -> Seeded:
 
         lamp = await make("streetlight", "xianggang-odd", f"路灯不亮三天了，电话{PHONE}", photos=[PHOTO_ID],
                           address="香港中路12号")
-        garbage = await make("garbage", "yanerdao-s", "垃圾桶满了没人清运", reporter=9002, share=True,
+        garbage = await make("garbage", "yanerdao-s", "垃圾桶满了没人清运<script>alert(1)</script>", reporter=9002, share=True,
                              address="燕儿岛路8号")
         road = await make("road", "donghai-w", "人行道砖松了", at=now - timedelta(days=6))
         gone = await make("parking", "donghai-w", "违停", at=now - timedelta(hours=2))

@@ -91,7 +91,7 @@ async def test_a_broadcast_killed_half_way_finishes_without_duplicates(framework
                 c = await outbox_counts(db_url)
                 return c["pending"] + c["in_flight"] + c["sending"] == 0
 
-            # the claimed rows of the dead process are free again after their 30 s lease
+            # the claimed rows of the dead process are free again after their 6 s lease
             await wait_until(finished, 120, "the broadcast did not finish after the restart")
             await asyncio.sleep(1.0)
         finally:

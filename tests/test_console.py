@@ -5,6 +5,8 @@ The browser-driven walk through the same pages is tests/test_console_browser.py.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -97,7 +99,10 @@ async def test_webapp_sign_in_sets_a_short_lived_httponly_samesite_cookie(consol
     assert r.status == 200 and (await r.json())["ok"]
     cookie = r.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=14400" in cookie
-    assert (await console.get("/console/")).status == 200
+    page = await (await console.get("/console/")).text()
+    assert (await console.post("/console/logout", data={}, allow_redirects=False)).status == 403  # no token
+    r = await console.post("/console/logout", data={"csrf": csrf_of(page)}, allow_redirects=False)
+    assert r.status == 303 and (await console.get("/console/")).status == 401
     # forged, stale, and a resident's (valid) initData are refused
     good = init_data(TOKEN, ADMIN)
     bad = good[:-1] + ("1" if good[-1] == "0" else "0")
@@ -136,7 +141,8 @@ async def test_each_viewer_sees_only_their_subtree(console):
     for page in ("/console/", "/console/map", f"/console/case/{c.lamp}", "/console/api/map"):
         assert (await console.get(page)).status == 403, page
     await sign_in(console, SUP_GUANHAI)
-    assert (await console.get(f"/console/case/{c.garbage}")).status == 200
+    page = await (await console.get(f"/console/case/{c.garbage}")).text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)" in page  # residents' text is escaped
     r = await console.get(f"/console/case/{c.lamp}")
     assert r.status == 403
     pins = (await (await console.get("/console/api/map")).json())["pins"]
@@ -150,6 +156,13 @@ async def test_each_viewer_sees_only_their_subtree(console):
     await sign_in(console, ADMIN)
     for page in ("/console/", "/console/map", "/console/overdue", "/console/faq", f"/console/case/{c.road}"):
         assert (await console.get(page)).status == 200, page
+    async def pins(query: str) -> set[int]:
+        return {p["id"] for p in (await (await console.get("/console/api/map?" + query)).json())["pins"]}
+
+    assert await pins("") == {c.lamp, c.garbage, c.road}
+    assert await pins("status=overdue") == {c.road} and await pins("status=new") == {c.lamp, c.garbage, c.road}
+    assert await pins("age=3") == {c.road} and await pins("area=guanhai") == {c.garbage}
+    assert await pins("category=streetlight&area=fushanwan") == {c.lamp}
     board = await (await console.get("/console/overdue")).text()
     assert f"#{c.road}" in board and f"#{c.lamp}" not in board
     assert "垃圾分类几点收" in await (await console.get("/console/faq")).text()
@@ -337,3 +350,68 @@ def test_gridbot_demo_prints_a_console_link_that_signs_the_demo_admin_in(tmp_pat
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def bot_settings() -> dict:
+    return {"web_base_url": "https://console.example.org"}
+
+
+async def test_console_command_gives_staff_a_link_and_a_menu_button(bot):
+    from tests.conftest import sun, wang
+
+    reply = (await bot.say(sun, "/console"))[-1]
+    link = re.search(r"https://console\.example\.org/console/login\?t=\S+", reply.text).group(0)
+    assert bot.buttons(reply) == [link]
+    deadline = time.monotonic() + 10
+    while not bot.api.calls_of("setChatMenuButton") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    [call] = bot.api.calls_of("setChatMenuButton")
+    button = call.params["menu_button"]
+    button = json.loads(button) if isinstance(button, str) else button
+    assert button["type"] == "web_app" and button["web_app"]["url"] == "https://console.example.org/console/app"
+    assert int(call.params["chat_id"]) == sun.id
+    reply = (await bot.say(wang, "/console"))[-1]
+    assert "https://" not in reply.text and "网格员" in reply.text
+    assert len(bot.api.calls_of("setChatMenuButton")) == 1
+
+
+async def test_the_webhook_server_serves_the_console_and_open311(db_url, settings_for):
+    import socket
+
+    import aiohttp
+
+    from bot.runner import BotRunner
+    from bot.web import base_url
+    from tests.fakebotapi import FakeBotAPI
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with FakeBotAPI(token=TOKEN) as api:
+        settings = settings_for(db_url, telegram_api_base=api.base_url, webhook_url="https://gridbot.example.test",
+                                webhook_host="127.0.0.1", webhook_port=port)
+        assert base_url(settings) == "https://gridbot.example.test"  # /console links use the webhook's host
+        runner = BotRunner(settings, webhook=True, with_scheduler=False)
+        task = asyncio.create_task(runner.run())
+        await asyncio.wait_for(runner.ready.wait(), 20)
+        try:
+            async with aiohttp.ClientSession() as http:
+                base = f"http://127.0.0.1:{port}"
+                for _ in range(100):  # the site starts right after `ready`
+                    try:
+                        async with http.get(base + "/console/app"):
+                            break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.05)
+                async with http.get(base + "/console/app") as r:
+                    assert r.status == 200
+                async with http.get(base + "/console/static/console.js") as r:
+                    assert r.status == 200 and "tgWebAppData" in await r.text()
+                async with http.get(base + "/console/", allow_redirects=False) as r:
+                    assert r.status == 401
+                async with http.get(base + "/open311/v2/services.json") as r:
+                    assert r.status == 200 and len(await r.json()) >= 10
+        finally:
+            runner.stop()
+            await asyncio.wait_for(task, 30)

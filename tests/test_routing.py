@@ -199,6 +199,19 @@ DEV_KINDS: list[tuple[str, str | None, str]] = [
     ('观海幼儿园对面的燕儿岛路', 'yanerdao-s', 'landmark'),
     ('海口路，碧海家园旁边', 'haikou-rd', 'landmark'),
     ('东海西路30号，湛山三里斜对面', 'donghai-w', 'landmark'),
+    ('五十三中往北一点，福州南路上', 'fuzhou-s', 'landmark'),
+    ('靠近体育场那边的燕儿岛路', 'yanerdao-n', 'landmark'),
+    ('香港中路上，离海滨邮局不远', 'xianggang-even', 'landmark'),
+    ('碧海家园北门对面', 'bihai-jiayuan', 'landmark'),
+    ('望潮巷口，挨着碧海家园', 'wangchao-lane', 'landmark'),
+    ('湛山三里小区，东海苑边上', 'zhanshan-3li', 'landmark'),
+    ('从闽江路往彰化路走一点', 'minjiang-rd', 'landmark'),
+    ('香港中路12号楼下，旁边是海滨小学', 'xianggang-even', 'landmark'),
+    ('福州南路，旁边是五十三中', 'fuzhou-s', 'landmark'),
+    ('燕儿岛路，旁边是观海幼儿园', 'yanerdao-s', 'landmark'),
+    ('燕儿岛路，对面是燕儿岛体育场', 'yanerdao-n', 'landmark'),
+    ('金湾小区门口，对面是彰化路幼儿园', 'jinwan-estate', 'landmark'),
+    ('东海西路上，湛山小学那一头', 'donghai-w', 'landmark'),
 ]
 
 X0, X1, X2, X3, X4 = 120.38, 120.39, 120.40, 120.41, 120.42
@@ -302,7 +315,7 @@ def test_pins_inside_every_micro_grid(router):
     from shapely.geometry import Polygon
 
     for a in grid.areas:
-        if not grid._children.get(a.id) and a.boundary:
+        if not grid.children(a.id) and a.boundary:
             c = Polygon(a.boundary).representative_point()
             assert router.route_point(c.y, c.x).area_id == a.id
 

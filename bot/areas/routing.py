@@ -66,7 +66,7 @@ _SUFFIX_LATIN = {
 _DIRECTION_LATIN = {"东": ("dong", "east"), "西": ("xi", "west"), "南": ("nan", "south"),
                     "北": ("bei", "north"), "中": ("zhong", "middle")}
 # qualifiers: the place after one of these is a landmark beside the target, not the target
-_QUALIFIER_RE = re.compile(r"靠近|挨着|靠|近|离|往|朝")
+_QUALIFIER_RE = re.compile(r"(?:斜对面|对面|旁边|边上|隔壁|附近|后面|前面)是|靠近|挨着|靠|近|离|往|朝")
 # …and a place followed by one of these (海滨小学旁边的福州南路, 福州南路5号，五十三中对面)
 _AFTER_QUALIFIER_RE = re.compile(r"(?:的)?(?:斜对面|对面|旁边|边上|隔壁|附近|周边|后面|背后|旁)")
 # a grid word directly followed by one of these is a division (海口市, 福州市), not the grid's place
@@ -282,16 +282,14 @@ class Router:
     """Built once from a GridSpec; all queries are read-only and thread-safe."""
 
     def __init__(self, grid: GridSpec, *, threshold: float = ADDRESS_THRESHOLD, gazetteer: bool = True):
-        from bot.areas.tree import AreaTree
-
         self.grid = grid
         self.threshold = threshold
-        self.tree = AreaTree.of_spec(grid.areas)
         self._areas = {a.id: a for a in grid.areas}
         self._depth = {a.id: a.level for a in grid.areas}
         self._order = {a.id: a.order for a in grid.areas}
+        self.tree = grid.tree
         self._ancestors = {a.id: self.tree.ancestors(a.id) for a in grid.areas}
-        self._has_children = {a.parent_id for a in grid.areas if a.parent_id}
+        self._has_children = {a.id for a in grid.areas if self.tree.children(a.id)}
         self._build_point_index()
         self._build_terms()
         self._build_categories()
@@ -303,8 +301,7 @@ class Router:
 
     # ------------------------------------------------------------------ tree helpers
     def assignee_for(self, area_id: str | None) -> int | None:
-        """Captain of the deepest area with a captain from ``area_id`` up; failing that the
-        first supervisor up the tree; None when the area is unknown or nobody is set."""
+        """Who is responsible for the area: the one rule, AreaTree.responsible_for."""
         return self.tree.responsible_for(area_id)
 
     def supervisor_for(self, area_id: str | None) -> int | None:
@@ -668,8 +665,8 @@ class Router:
 
     @staticmethod
     def _mark_landmarks(s: str, ends: tuple[int, ...], hits: list[_Hit]) -> None:
-        """Hits after 靠/靠近/挨着/近/离/往/朝 (up to the end of the clause, or a 的), and
-        hits followed by 旁边/对面/附近…, are landmarks."""
+        """Hits after 靠/靠近/挨着/近/离/往/朝 or 旁边是/对面是… (up to the end of the clause,
+        or a 的), and hits followed by 旁边/对面/附近…, are landmarks."""
         for m in _QUALIFIER_RE.finditer(s):
             q0, q1 = m.start(), m.end()
             if any(h.start <= q0 < h.end for h in hits):

@@ -30,6 +30,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import utcnow
+from bot.logonce import ErrorLog
 from bot.outbox.models import OutboxMessage, SentRef
 from bot.outbox.ratelimit import RateLimiter
 from bot.sql import dialect_name, upsert
@@ -46,8 +47,10 @@ from bot.transport.base import (
 log = logging.getLogger("gridbot.outbox")
 
 # A claimed row is free again after this if its holder stopped renewing it (it died); the
-# holder renews every LEASE/3. Read at run time, so tests may shorten it.
-LEASE = timedelta(seconds=30)
+# holder renews every LEASE/4, so a live process misses three beats before it could lose a row,
+# and a killed process's rows are retaken a few seconds after. Read at run time (tests shorten it).
+LEASE = timedelta(seconds=6)
+RECOVER_EVERY = 1.0  # seconds between looks for rows of dead processes
 MAX_AGE = timedelta(hours=24)  # after retrying this long a message is given up
 FLUSH_EVERY = 0.2  # seconds between batched result writes
 PROGRESS_EVERY = 3.0  # seconds between looks at running broadcasts when nothing else happens
@@ -95,6 +98,7 @@ class OutboxDispatcher:
         on_gone=None,
         on_progress=_DEFAULT,
         share_rate: bool = True,
+        health=None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.messenger = messenger
@@ -122,6 +126,8 @@ class OutboxDispatcher:
         self._tasks: set[asyncio.Task] = set()
         self._results: list[_Result] = []
         self._flush_lock = asyncio.Lock()
+        self.health = health  # bot.db.DbHealth: database outages are waited out, logged twice
+        self.errors = ErrorLog(log)
         self._held = 0  # rows claimed and not yet finished
         self._bc_held = 0
         self._sem_fast = asyncio.Semaphore(workers)
@@ -175,8 +181,8 @@ class OutboxDispatcher:
                     rows = await asyncio.shield(self.claim(room if room * 2 >= self.window else 0))
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # the database may be briefly unavailable: keep going
-                    log.exception("outbox claim failed")
+                except Exception as e:  # the database may be briefly unavailable: keep going
+                    await self._trouble(e, "claim")
                     rows = []
                 self._spawn(rows)
                 if self._deadline is not None and not rows and not self._tasks:
@@ -184,10 +190,10 @@ class OutboxDispatcher:
                 now = time.monotonic()
                 lease = LEASE.total_seconds()
                 try:
-                    if self._held and now - last_beat >= lease / 3:
+                    if self._held and now - last_beat >= lease / 4:
                         last_beat = now
                         await asyncio.shield(self._heartbeat())
-                    if now - last_recover >= lease / 2:
+                    if now - last_recover >= min(RECOVER_EVERY, lease / 2):
                         last_recover = now
                         await asyncio.shield(self.recover())
                     if now - self._last_summary >= RETRY_SUMMARY_EVERY:
@@ -197,8 +203,8 @@ class OutboxDispatcher:
                         await asyncio.shield(self._progress(set()))
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("outbox housekeeping failed")
+                except Exception as e:
+                    await self._trouble(e, "housekeeping")
                 if not rows:
                     self._wake.clear()
                     try:
@@ -240,8 +246,19 @@ class OutboxDispatcher:
             await s.execute(update(OutboxMessage).where(OutboxMessage.status.in_(ACTIVE), expired)
                             .values(status="pending", locked_by=None))
 
+    async def _trouble(self, error: Exception, what: str) -> None:
+        """A database step failed: wait out an outage (logged when it starts and ends), or log
+        the error (its traceback once) and go on."""
+        if self.health is not None and await self.health.down(error):
+            await self.health.wait_up()
+        else:
+            self.errors.exception(error, "outbox %s failed", what)
+            await asyncio.sleep(0.2)
+
     async def _heartbeat(self) -> None:
-        async with self.sessionmaker() as s, s.begin():
+        # under the flush lock: the batched result write and this renewal lock the same rows,
+        # and on PostgreSQL two transactions doing that in different orders deadlock
+        async with self._flush_lock, self.sessionmaker() as s, s.begin():
             await s.execute(update(OutboxMessage).where(OutboxMessage.locked_by == self.name,
                                                         OutboxMessage.status.in_(ACTIVE))
                             .values(locked_until=self.clock() + LEASE))
@@ -321,7 +338,12 @@ class OutboxDispatcher:
                     if self._stopping():
                         self._release(chat_rows[i:], self.clock())
                         return
-                    res = await self._deliver(row)
+                    try:
+                        res = await self._deliver(row)
+                    except Exception as e:  # a database step before the request failed
+                        self._release(chat_rows[i:], self.clock())
+                        await self._trouble(e, "delivery")
+                        return
                     done += 1
                     if bulk:
                         self._bc_held -= 1
@@ -452,8 +474,8 @@ class OutboxDispatcher:
                 await asyncio.shield(self._flush())
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox result write failed; will retry")
+            except Exception as e:
+                await self._trouble(e, "result write (will retry)")
 
     async def _flush(self) -> None:
         async with self._flush_lock:
@@ -465,7 +487,7 @@ class OutboxDispatcher:
                 async with self.sessionmaker() as s, s.begin():
                     # grouped by the columns they set: one executemany each
                     groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
-                    for r in results:
+                    for r in sorted(results, key=lambda r: r.row_id):  # rows locked in one order
                         groups[tuple(sorted(r.values))].append(dict(r.values, id=r.row_id))
                     for params in groups.values():
                         await s.execute(update(OutboxMessage), params)

@@ -141,6 +141,7 @@ class RateLimiter:
         self._stock_at = 0.0
         self._refill_at = 0.0  # do not ask the shared bucket again before this
         self._urgent = 0  # interactive messages waiting
+        self._shared_down = False
         self._lock = asyncio.Lock()
         self.sent = 0
 
@@ -183,6 +184,14 @@ class RateLimiter:
             except Exception as e:  # the local pause holds anyway
                 log.warning("could not share a 429 pause: %s", e)
 
+    def _shared_failed(self, e: Exception) -> None:
+        if not self._shared_down:  # once per outage, not once per message
+            self._shared_down = True
+            log.warning("shared rate bucket unavailable (%s); the local rate holds meanwhile", e)
+
+    def _shared_ok(self) -> None:
+        self._shared_down = False
+
     def chat_wait(self, chat_id: int, strict: bool = False) -> float:
         now = self.clock()
         return self._chat_bucket(chat_id, now, strict).wait_time(now)
@@ -201,8 +210,10 @@ class RateLimiter:
                 try:
                     got, wait = await self.shared.reserve()
                 except Exception as e:
-                    log.warning("shared rate bucket unavailable: %s", e)
+                    self._shared_failed(e)
                     got, wait = 0, 0.2
+                else:
+                    self._shared_ok()
                 if got:
                     self._stock, self._stock_at = self._stock + got, self.clock()
                 else:
@@ -213,8 +224,10 @@ class RateLimiter:
         try:
             got, wait = await self.shared.reserve()
         except Exception as e:  # the database is briefly unavailable: a second at the local rate
-            log.warning("shared rate bucket unavailable: %s", e)
+            self._shared_failed(e)
             got, wait = max(1, int(self.limits.global_rate)), 0.0
+        else:
+            self._shared_ok()
         now = self.clock()
         if got:
             self._stock, self._stock_at = got, now

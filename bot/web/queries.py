@@ -88,8 +88,8 @@ async def overview(*, session: AsyncSession, viewer: Viewer, now: datetime, tz) 
         tree = viewer.tree
         shown = set(viewer.visible_areas())
         for aid in viewer.visible_areas():
-            a = tree.areas.get(aid)
-            if a is None or a.retired or a.level not in (COMMUNITY_LEVEL, stats.GRID_LEVEL):
+            a = viewer.rows.get(aid)
+            if a is None or a.level not in (COMMUNITY_LEVEL, stats.GRID_LEVEL):
                 continue
             sub = [x for x in tree.subtree(aid) if x in shown]
             out.rows.append(RateRow(aid, a.name, a.level, stats.rollup(per, sub)))
@@ -163,8 +163,8 @@ async def map_data(*, session: AsyncSession, viewer: Viewer, now: datetime, cate
     if area:
         ids = [a for a in ids if a in set(viewer.tree.subtree(area))]
     for aid in ids:
-        a = viewer.tree.areas.get(aid)
-        if a is None or a.retired or not a.boundary:
+        a = viewer.rows.get(aid)
+        if a is None or not a.boundary:
             continue
         ring = a.boundary
         # a boundary is a ring of [lon, lat]; a few grid files nest it one level deeper
@@ -269,6 +269,7 @@ async def unanswered(*, session: AsyncSession, limit: int = 50) -> list:
     return (await session.execute(
         select(UnansweredQuestion.normalized, func.count().label("n"), func.max(UnansweredQuestion.query).label("query"),
                func.max(UnansweredQuestion.at).label("last"))
+        .where(UnansweredQuestion.kind != "answered", UnansweredQuestion.linked_entry.is_(None))
         .group_by(UnansweredQuestion.normalized).order_by(func.count().desc(), func.max(UnansweredQuestion.at).desc())
         .limit(limit))).all()
 

@@ -13,17 +13,20 @@ from dataclasses import dataclass
 from sqlalchemy import false, or_, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.areas.models import Area
+from bot.areas.service import load_tree
+from bot.areas.tree import AreaTree
 from bot.cases.models import Case
 from bot.people.models import Person
 from bot.people.service import Roles, roles_of
-from bot.stats import AreaTree, area_tree
 
 
 @dataclass
 class Viewer:
     person: Person
     roles: Roles
-    tree: AreaTree
+    tree: AreaTree  # the current (not retired) areas
+    rows: dict[str, Area]  # their rows: boundaries for the map
     area_ids: list[str] | None  # the areas whose cases they see; None = all (admin)
 
     @property
@@ -62,12 +65,13 @@ class Viewer:
         """Areas drawn on the map and listed in the filters."""
         if self.area_ids is not None:
             return list(self.area_ids)
-        return [a for top in self.tree.children.get(None, []) for a in self.tree.subtree(top)]
+        return self.tree.subtree(None)
 
 
 async def viewer_for(*, session: AsyncSession, person: Person, settings) -> Viewer:
     roles = await roles_of(session=session, person=person, settings=settings)
-    tree = await area_tree(session=session)
+    tree = await load_tree(session=session, include_retired=False)
+    rows = tree.areas
     if roles.admin:
         areas = None
     else:
@@ -76,4 +80,4 @@ async def viewer_for(*, session: AsyncSession, person: Person, settings) -> View
             for a in tree.subtree(root):
                 seen[a] = None
         areas = list(seen)
-    return Viewer(person=person, roles=roles, tree=tree, area_ids=areas)
+    return Viewer(person=person, roles=roles, tree=tree, rows=rows, area_ids=areas)

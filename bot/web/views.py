@@ -182,6 +182,10 @@ async def link_login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    sess = await _session_of(request)
+    form = await request.post()
+    if sess is not None and not signer_for(_core(request).settings).csrf_ok(sess, form.get("csrf")):
+        return _error(request, 403, "web.csrf")
     resp = web.Response(status=303, headers={"Location": PREFIX + "/app"})
     resp.del_cookie(COOKIE, path="/")
     return resp
@@ -209,8 +213,8 @@ async def overview(request, s, viewer, t, sess):
 @page
 async def map_page(request, s, viewer, t, sess):
     cats = await queries.category_names(s, t.lang)
-    areas = [(a, viewer.tree.areas[a]) for a in viewer.visible_areas() if a in viewer.tree.areas]
-    areas = [(a, x) for a, x in areas if x.level <= 2 and not x.retired]
+    areas = [(a, viewer.rows[a]) for a in viewer.visible_areas() if a in viewer.rows]
+    areas = [(a, x) for a, x in areas if x.level <= 2]
     return _render(request, "map.html", t=t, viewer=viewer, session=sess, categories=cats, areas=areas,
                    statuses=list(OPEN) + ["overdue"], tile_url=_core(request).settings.tile_url, q=request.query)
 

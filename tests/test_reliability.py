@@ -1,0 +1,235 @@
+"""Nothing stops the bot: the real `gridbot run` process against the fake Bot API with faults.
+
+- an update the framework cannot parse, between two good ones;
+- PostgreSQL unreachable for 20 s (a TCP proxy between the bot and the server is closed), in
+  polling and webhook mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import time
+
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from bot.core_models import InboxUpdate
+from bot.db import make_engine, make_sessionmaker
+from tests.conftest import PG_URL, TOKEN
+from tests.fakebotapi import FakeBotAPI
+from tests.fakebotapi import updates as U
+from tests.test_replicas import free_port
+from tests.test_restart import start_bot, wait_until
+
+needs_pg = pytest.mark.skipif(not PG_URL, reason="needs GRIDBOT_TEST_POSTGRES_URL (run by .ci/run)")
+
+
+async def inbox(db_url: str) -> dict[int, InboxUpdate]:
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as s:
+            return {r.update_id: r for r in (await s.execute(select(InboxUpdate))).scalars()}
+    finally:
+        await engine.dispose()
+
+
+async def stop(proc: asyncio.subprocess.Process) -> str:
+    """SIGTERM, wait, and the process's stderr (its log)."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+    return (await proc.stderr.read()).decode(errors="replace")
+
+
+def poison(user: U.TgUser) -> dict:
+    """The bot made administrator of a group, as a Bot API version newer than the library sends
+    it: the administrator member lacks the can_* fields aiogram and PTB both require."""
+    upd = U.my_chat_member(user, U.group_chat(-100777, "第三网格群"), old_status="member", new_status="administrator")
+    member = upd["my_chat_member"]["new_chat_member"]
+    for k in [k for k in member if k.startswith("can_")]:
+        del member[k]
+    return upd
+
+
+@pytest.mark.parametrize("framework", ["aiogram", "ptb"])
+async def test_a_poison_update_fails_alone_and_polling_goes_on(framework, db_url):
+    a, b, c = U.TgUser(31_001, "张伟"), U.TgUser(31_002, "李娜"), U.TgUser(31_003, "周杰")
+    async with FakeBotAPI(token=TOKEN) as api:
+        proc = await start_bot(api, db_url, framework)
+        try:
+            # queued before the bot polls (a getUpdates call is recorded only when it returns)
+            first = api.push_update(U.message(a, text="/start"))
+            bad = api.push_update(poison(b))
+            api.push_update(U.message(b, text="/start"))
+            await api.wait_sent(a.id, timeout=30)
+            await api.wait_sent(b.id, timeout=30)
+            # polling goes on: a later update is answered too
+            api.push_update(U.message(c, text="/start"))
+            await api.wait_sent(c.id, timeout=30)
+            await asyncio.sleep(0.5)
+        finally:
+            log = await stop(proc)
+        rows = await inbox(db_url)
+        assert len(api.sent(a.id)) == len(api.sent(b.id)) == len(api.sent(c.id)) == 1
+        assert rows[bad["update_id"]].handled_at is not None and rows[bad["update_id"]].error, rows[bad["update_id"]].error
+        assert "transport" in rows[bad["update_id"]].error
+        assert rows[first["update_id"]].error is None
+        assert all(r.handled_at is not None for r in rows.values())
+        assert log.count("Traceback") <= 1, log[-3000:]
+
+
+# --- database outages ---------------------------------------------------------------------------
+
+OUTAGE = 20.0  # seconds the database is unreachable
+
+
+async def start_gridbot(api: FakeBotAPI, db_url: str, framework: str, *args: str, **env: str):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
+    environ.update(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
+                   GRIDBOT_FRAMEWORK=framework, **env)
+    from tests.test_restart import ROOT
+    import sys
+
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", "--sample-grid", *args,
+                                                cwd=str(ROOT), env=environ,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+class Telegram:
+    """Posts updates to a webhook as Telegram does: each again, a second later, until it gets a 200."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.statuses: list[int] = []
+        self._next_id = 1
+        self.session: aiohttp.ClientSession | None = None
+
+    def make(self, update: dict) -> dict:
+        update = dict(update, update_id=self._next_id)
+        self._next_id += 1
+        for key in ("message", "edited_message"):
+            if key in update and "message_id" not in update[key]:
+                update[key] = dict(update[key], message_id=update["update_id"], date=int(time.time()))
+        return update
+
+    async def deliver(self, update: dict, timeout: float = 60) -> None:
+        if self.session is None:
+            self.session = aiohttp.ClientSession()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                async with self.session.post(self.url, json=update) as r:
+                    self.statuses.append(r.status)
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                self.statuses.append(0)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"update {update['update_id']} never acknowledged")
+            await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+def outage_lines(log: str) -> list[str]:
+    return [ln for ln in log.splitlines() if re.search(r" (WARNING|ERROR|CRITICAL) ", ln) or "Traceback" in ln]
+
+
+@contextlib.asynccontextmanager
+async def proxied_postgres():
+    from tests.conftest import reset_postgres
+    from tests.tcpproxy import TcpProxy
+
+    await reset_postgres(PG_URL)
+    async with TcpProxy.for_url(PG_URL) as proxy:
+        yield proxy, proxy.url(PG_URL)
+
+
+@needs_pg
+async def test_polling_waits_out_a_database_outage():
+    users = [U.TgUser(32_000 + i, f"居民{i}") for i in range(9)]
+    async with FakeBotAPI(token=TOKEN) as api, proxied_postgres() as (proxy, url):
+        proc = await start_gridbot(api, url, "aiogram")
+        try:
+            api.push_update(U.message(users[0], text="/start"))
+            await api.wait_sent(users[0].id, timeout=60)
+            await proxy.drop()
+            started = time.monotonic()
+            for i, u in enumerate(users[1:]):
+                api.push_update(U.message(u, text="/start"))
+                await asyncio.sleep(OUTAGE / len(users))
+            await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - started)))
+            assert proc.returncode is None, "the bot stopped during the outage"
+            await proxy.restore()
+
+            async def answered():
+                return all(api.sent(u.id) for u in users)
+
+            await wait_until(answered, 40, "not every update was answered after the outage")
+            await asyncio.sleep(1.0)
+            assert proc.returncode is None
+        finally:
+            log = await stop(proc)
+    assert [len(api.sent(u.id)) for u in users] == [1] * len(users)
+    lines = outage_lines(log)
+    assert len(lines) <= 6, "\n".join(lines)
+    assert any("database unavailable" in ln for ln in lines) and any("database back" in ln for ln in lines)
+    print(f"\n[polling] {len(users) - 1} updates during a {OUTAGE:.0f} s outage; {len(lines)} warning lines:\n"
+          + "\n".join(lines))
+
+
+@needs_pg
+async def test_webhook_waits_out_a_database_outage():
+    users = [U.TgUser(33_000 + i, f"居民{i}") for i in range(9)]
+    port = free_port()
+    async with FakeBotAPI(token=TOKEN) as api, proxied_postgres() as (proxy, url):
+        for u in users:
+            api.add_user(u)
+        proc = await start_gridbot(api, url, "ptb", "--webhook", GRIDBOT_WEBHOOK_URL="https://gridbot.example.test",
+                                   GRIDBOT_WEBHOOK_HOST="127.0.0.1", GRIDBOT_WEBHOOK_PORT=str(port))
+        tg = Telegram(f"http://127.0.0.1:{port}/telegram/webhook")
+        try:
+            async def hooked():
+                return api.webhook is not None
+
+            await wait_until(hooked, 60, "the webhook was not set")
+            await tg.deliver(tg.make(U.message(users[0], text="/start")))
+            await api.wait_sent(users[0].id, timeout=30)
+            await proxy.drop()
+            started = time.monotonic()
+            posts = []
+            for u in users[1:]:
+                posts.append(asyncio.create_task(tg.deliver(tg.make(U.message(u, text="/start")), timeout=90)))
+                await asyncio.sleep(OUTAGE / len(users))
+            await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - started)))
+            refused = sum(1 for st in tg.statuses if st != 200)
+            assert proc.returncode is None, "the bot stopped during the outage"
+            await proxy.restore()
+            await asyncio.wait_for(asyncio.gather(*posts), 60)
+
+            async def answered():
+                return all(api.sent(u.id) for u in users)
+
+            await wait_until(answered, 40, "not every update was answered after the outage")
+            await asyncio.sleep(1.0)
+            assert proc.returncode is None
+        finally:
+            await tg.close()
+            log = await stop(proc)
+    assert [len(api.sent(u.id)) for u in users] == [1] * len(users)
+    assert refused >= len(users) - 1, "posts during the outage were not refused (they were not stored)"
+    lines = outage_lines(log)
+    assert len(lines) <= 6, "\n".join(lines)
+    print(f"\n[webhook] {refused} posts refused during a {OUTAGE:.0f} s outage, then each answered once; "
+          f"{len(lines)} warning lines:\n" + "\n".join(lines))
