@@ -99,7 +99,10 @@ async def test_webapp_sign_in_sets_a_short_lived_httponly_samesite_cookie(consol
     assert r.status == 200 and (await r.json())["ok"]
     cookie = r.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=14400" in cookie
-    assert (await console.get("/console/")).status == 200
+    page = await (await console.get("/console/")).text()
+    assert (await console.post("/console/logout", data={}, allow_redirects=False)).status == 403  # no token
+    r = await console.post("/console/logout", data={"csrf": csrf_of(page)}, allow_redirects=False)
+    assert r.status == 303 and (await console.get("/console/")).status == 401
     # forged, stale, and a resident's (valid) initData are refused
     good = init_data(TOKEN, ADMIN)
     bad = good[:-1] + ("1" if good[-1] == "0" else "0")

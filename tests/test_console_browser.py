@@ -6,7 +6,9 @@ with its photo; a transfer that reaches the new captain's chat through the fake 
 without its CSRF token refused; another community's supervisor refused (403); forged and stale
 initData refused; the one-time /console link.
 
-Set GRIDBOT_SCREENSHOTS=docs/console to save a screenshot of each page (README, docs/).
+Set GRIDBOT_SCREENSHOTS=docs/console to save the case file and unanswered-questions screenshots
+(docs/console; scripts/console_screenshots.py takes the overview, map and overdue board with a few
+thousand cases).
 """
 
 from __future__ import annotations
@@ -142,7 +144,6 @@ async def test_console_in_a_browser(browser, tmp_path, settings_for):
         rates = await p.text("#rates")
         assert "浮山湾社区" in rates and "观海社区" in rates and "湛山第一网格" in rates
         assert len(await p.js("return document.querySelectorAll('#trend .bar')")) == 8
-        await p.shot("overview")
 
         # --- the map: polygons of the grid and a pin per open case with a location ---------------------
         await p.open("/console/map", "#map.loaded")
@@ -152,13 +153,11 @@ async def test_console_in_a_browser(browser, tmp_path, settings_for):
         assert await p.js("return document.querySelectorAll('path.gb-overdue').length") == 1
         scripts = await p.js("return [...document.scripts].map(s => s.src).filter(Boolean)")
         assert scripts and all(s.startswith(p.base) for s in scripts)  # nothing from a CDN
-        await p.shot("map")
         await p.open("/console/map?category=garbage", "#map.loaded")
         assert await p.js("return document.querySelectorAll('path.gb-pin').length") == 1
 
         await p.open("/console/overdue", "#board")
         assert f"#{cases.road}" in await p.text("#board")
-        await p.shot("overdue")
         await p.open("/console/faq", "#faq")
         assert "垃圾分类几点收" in await p.text("#faq")
         await p.shot("faq")

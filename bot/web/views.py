@@ -182,6 +182,10 @@ async def link_login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    sess = await _session_of(request)
+    form = await request.post()
+    if sess is not None and not signer_for(_core(request).settings).csrf_ok(sess, form.get("csrf")):
+        return _error(request, 403, "web.csrf")
     resp = web.Response(status=303, headers={"Location": PREFIX + "/app"})
     resp.del_cookie(COOKIE, path="/")
     return resp
