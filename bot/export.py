@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.models import Area, Category
+from bot.areas.service import load_tree
 from bot.cases.models import Case
 from bot.cases.transitions import OPEN
 from bot.i18n import Texts
@@ -157,14 +158,12 @@ def export_cli_main(settings, *, fmt: str = "csv", out: str | None = None, since
             return 2
 
     async def go() -> int:
-        from bot.broadcasts.service import subtree_ids
-
         engine = make_engine(settings.database_url)
         try:
             async with make_sessionmaker(engine)() as s:
                 area_ids = None
                 if area:
-                    area_ids = tuple(await subtree_ids(session=s, area_id=area))
+                    area_ids = tuple((await load_tree(session=s, include_retired=False)).subtree(area))
                     if not area_ids:
                         echo(f"gridbot: no area {area!r}")
                         return 2

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot import stats
+from bot.areas.service import load_tree
 from bot.areas.models import Area, Category
-from bot.broadcasts.service import subtree_ids
 from bot.cases.models import Case
 from bot.charts import ChartData, Label, render_png
 from bot.export import FORMATS, Filters, export_bytes
@@ -61,20 +61,22 @@ async def _scope(ctx, area_id: str | None, *, admin_only: bool) -> tuple[list[st
         if area is None:
             await ctx.say("stats.no_area", area=area_id)
             return None
-        ids = await subtree_ids(session=ctx.session, area_id=area.id) or [area.id]
+        tree = await load_tree(session=ctx.session, include_retired=False)
+        ids = tree.subtree(area.id) or [area.id]
         if not roles.admin:
             allowed = set()
             for a in roles.supervisor_of:
-                allowed.update(await subtree_ids(session=ctx.session, area_id=a))
+                allowed.update(tree.subtree(a))
             if not set(ids) <= allowed:
                 await ctx.say("stats.not_yours")
                 return None
         return ids, area.name
     if roles.admin:
         return None, ctx.t("stats.whole")
+    tree = await load_tree(session=ctx.session, include_retired=False)
     ids: list[str] = []
     for a in roles.supervisor_of:
-        ids += [i for i in await subtree_ids(session=ctx.session, area_id=a) if i not in ids]
+        ids += [i for i in tree.subtree(a) if i not in ids]
     names = [a.name for a in (await ctx.session.execute(select(Area).where(Area.id.in_(roles.supervisor_of)))).scalars()]
     return ids, "、".join(names)
 
@@ -100,12 +102,12 @@ async def build_chart_data(*, session, area_ids, scope_name: str, start: datetim
     zh = Texts("zh")
     fig = await stats.figures(session=session, area_ids=area_ids, start=start, end=end, now=now)
     per_area = await stats.breakdown(session=session, area_ids=area_ids, start=start, end=end, now=now)
-    tree = await stats.area_tree(session=session)
+    tree = await load_tree(session=session)
     root = None
     if area_ids is not None and area_ids:
         root = area_ids[0]
     grids = []
-    for gid in tree.rows_for(root):
+    for gid in tree.rows_for(root, stats.GRID_LEVEL):
         f = stats.rollup(per_area, tree.subtree(gid))
         if f.rectification_rate is not None:
             name = tree.name(gid)
@@ -229,7 +231,8 @@ async def export_button(ctx, fmt: str) -> None:
         if area is None:
             ctx.answer(ctx.t("core.stale_button"), alert=True)
             return
-        area_ids, scope_name = tuple(await subtree_ids(session=ctx.session, area_id=area.id) or [area.id]), area.name
+        area_ids = tuple((await load_tree(session=ctx.session, include_retired=False)).subtree(area.id) or [area.id])
+        scope_name = area.name
     since = ctx.now - timedelta(days=days) if days else None
     body, n = await export_bytes(session=ctx.session, filters=Filters(since=since, area_ids=area_ids, status=status),
                                  fmt=fmt, now=ctx.now, tz=ctx.settings.tz, t=ctx.t)

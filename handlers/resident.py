@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.areas.models import Area, Category
+from bot.areas.service import load_tree
 from bot.cases import flows, service
 from bot.cases.models import Case
 from bot.cases.transitions import OPEN, TransitionError
-from bot.i18n import Safe, escape
+from bot.i18n import Safe
 from bot.outbox.kinds import MessageKind
 from bot.transport.base import Button
 from handlers.registry import callback, command, flow
@@ -367,20 +368,18 @@ async def _pick(ctx, data: dict, area_id: str) -> None:
         data.update(area_id=chosen.id, address=data.get("address", ""))
         await _advance(ctx, data)
         return
+    tree = await load_tree(session=ctx.session, include_retired=False)
     parent = area_id or None
-    q = select(Area).where(Area.retired.is_(False))
-    q = q.where(Area.parent_id == parent) if parent else q.where(Area.parent_id.is_(None))
-    kids = list((await ctx.session.execute(q.order_by(Area.sort_order, Area.id))).scalars())
+    kids = tree.children(parent)
     if parent is None and len(kids) == 1:  # skip a single root (the sub-district)
-        parent = kids[0].id
-        kids = list((await ctx.session.execute(select(Area).where(Area.parent_id == parent, Area.retired.is_(False))
-                                               .order_by(Area.sort_order, Area.id))).scalars())
+        parent = kids[0]
+        kids = tree.children(parent)
     rows = []
     for a in kids:
-        has_kids = (await ctx.session.execute(select(Area.id).where(Area.parent_id == a.id).limit(1))).first()
-        rows.append([Button(a.name + (" ›" if has_kids else ""), f"rp:pick:{a.id}" if has_kids else f"rp:pick:={a.id}")])
+        branch = bool(tree.children(a))
+        rows.append([Button(tree.name(a) + (" ›" if branch else ""), f"rp:pick:{a}" if branch else f"rp:pick:={a}")])
     if parent:
-        here = await ctx.session.get(Area, parent)
+        here = tree.get(parent)
         rows.append([Button(ctx.t("btn.pick_here", name=here.name if here else ""), f"rp:pick:={parent}")])
     rows.append(cancel_row(ctx.t))
     await ctx.set_state("report", "place", data)

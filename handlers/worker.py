@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 
 from bot.areas.models import Area, Category
+from bot.areas.service import load_tree
 from bot.cases import flows, service
 from bot.cases.models import Case, CasePhoto
 from bot.cases.transitions import MOVES, IllegalMove, NotAllowed, TransitionError, may
@@ -158,18 +158,15 @@ async def on_work_button(ctx, rest: str) -> None:
 
 async def _start_transfer(ctx, case: Case, actor, arg: str) -> None:
     ctx.answer()
+    tree = await load_tree(session=ctx.session, include_retired=False)
     parent = arg or None
-    q = select(Area).where(Area.retired.is_(False))
-    q = q.where(Area.parent_id == parent) if parent else q.where(Area.parent_id.is_(None))
-    kids = list((await ctx.session.execute(q.order_by(Area.sort_order, Area.id))).scalars())
     rows = []
-    for a in kids:
-        has_kids = (await ctx.session.execute(select(Area.id).where(Area.parent_id == a.id).limit(1))).first()
-        data = f"c:tr:{case.id}:{a.id}" if has_kids else f"c:tra:{case.id}:{a.id}"
-        rows.append([Button(a.name + (" ›" if has_kids else ""), data)])
+    for a in tree.children(parent):
+        branch = bool(tree.children(a))
+        data = f"c:tr:{case.id}:{a}" if branch else f"c:tra:{case.id}:{a}"
+        rows.append([Button(tree.name(a) + (" ›" if branch else ""), data)])
     if parent:
-        rows.append([Button(ctx.t("btn.pick_here", name=(await ctx.session.get(Area, parent)).name),
-                            f"c:tra:{case.id}:{parent}")])
+        rows.append([Button(ctx.t("btn.pick_here", name=tree.name(parent)), f"c:tra:{case.id}:{parent}")])
     rows.append([Button(ctx.t("btn.to_supervisor"), f"c:trs:{case.id}")])
     rows.append([Button(ctx.t("btn.cancel"), "w:x")])
     await ctx.reply(ctx.t("work.transfer_pick", ref=case.ref), rows, chat_id=ctx.ev.user.id)

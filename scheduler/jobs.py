@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import stats
-from bot.areas.models import Area, Category
+from bot.areas.models import Category
+from bot.areas.service import load_tree
+from bot.areas.tree import AreaTree
 from bot.cases import flows, service
 from bot.cases.deadlines import reminder_at
 from bot.cases.models import Case, CaseEvent
@@ -124,7 +126,7 @@ class _Chase:
     settings: object
     now: datetime
     categories: dict[str, Category]
-    areas: dict[str, Area]
+    tree: AreaTree
     people: dict[int, Person]
     admins: list[int]
     reopened_at: dict[int, datetime] = field(default_factory=dict)
@@ -132,17 +134,16 @@ class _Chase:
     # what the batch writes, in one statement each at its end (set-based, not row by row)
     letters: Letters | None = None
     events: list[dict] = field(default_factory=list)
-    supervisors: dict[str | None, list[int]] = field(default_factory=dict)
     lines: dict[tuple[int, str], list[str]] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, session: AsyncSession, settings, now: datetime, cases: list[Case]) -> _Chase:
-        areas = {a.id: a for a in (await session.execute(select(Area))).scalars()}
+        tree = await load_tree(session=session)
         admins = await admin_ids(session, settings)
-        wanted = {c.assignee_id for c in cases} | {a.supervisor_id for a in areas.values()} | set(admins)
+        wanted = {c.assignee_id for c in cases} | {n.supervisor for n in tree.nodes.values()} | set(admins)
         return cls(session=session, settings=settings, now=now,
                    categories={c.id: c for c in (await session.execute(select(Category))).scalars()},
-                   areas=areas, people=await preload_people(session, wanted), admins=admins,
+                   tree=tree, people=await preload_people(session, wanted), admins=admins,
                    reopened_at=await _reopen_times(session, cases), letters=Letters(now))
 
     def record(self, action: str, c: Case) -> None:
@@ -168,11 +169,7 @@ class _Chase:
 
     async def groups(self, c: Case) -> list[list[int]]:
         """Who is escalated to, level by level: each supervisor up the tree, then the admins."""
-        above = self.supervisors.get(c.area_id)
-        if above is None:  # once per area and batch
-            above = self.supervisors[c.area_id] = await service.supervisors_above(session=self.session,
-                                                                                   area_id=c.area_id)
-        sups = [s for s in above if s != c.assignee_id]
+        sups = [s for s in self.tree.supervisors_above(c.area_id) if s != c.assignee_id]
         out = [[s] for s in sups]
         admins = [a for a in self.admins if a != c.assignee_id and a not in sups]
         if admins:
@@ -206,7 +203,7 @@ async def _case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
 
 
 def _render_case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
-    cat, area = ch.categories.get(c.category_id), ch.areas.get(c.area_id) if c.area_id else None
+    cat, area = ch.categories.get(c.category_id), ch.tree.areas.get(c.area_id) if c.area_id else None
     tz = ch.settings.tz
     return [t("cases.field_category", value=flows.category_name(t, cat)),
             t("cases.field_place", value=flows.place_text(c, area)),
@@ -419,7 +416,7 @@ async def _deliver(core, now: datetime, letters: list[tuple[int, str, str, Calla
 
 @dataclass
 class _Names:
-    tree: stats.AreaTree
+    tree: AreaTree
     categories: dict[str, Category]
     people: dict[int, Person]
 
@@ -436,7 +433,7 @@ class _Names:
         return (p.name or str(uid)) if p else str(uid)
 
 
-async def _names(session: AsyncSession, tree: stats.AreaTree, people: set[int]) -> _Names:
+async def _names(session: AsyncSession, tree: AreaTree, people: set[int]) -> _Names:
     cats = {c.id: c for c in (await session.execute(select(Category))).scalars()}
     return _Names(tree, cats, await preload_people(session, people))
 
@@ -471,7 +468,7 @@ def _area_section(t: Texts, names: _Names, per_area: dict, overdue: dict, root: 
         rows, rows_title = tree.rows_for(None, stats.GRID_LEVEL - 1), "sched.digest.breakdown_communities"
     else:
         head = [t("sched.digest.supervisor_header", area=tree.name(root), date=day.isoformat())]
-        rows, rows_title = tree.rows_for(root), "sched.digest.breakdown_grids"
+        rows, rows_title = tree.rows_for(root, stats.GRID_LEVEL), "sched.digest.breakdown_grids"
     lines = head + _figures_lines(t, total)
     if rows and rows != [root]:
         lines.append(t(rows_title))
@@ -486,18 +483,6 @@ def _area_section(t: Texts, names: _Names, per_area: dict, overdue: dict, root: 
                        place=short(names.place(i), 30), late=duration(t, now - i.deadline_at),
                        assignee=names.person(t, i.assignee_id)))
     return lines
-
-
-def supervised_areas(tree: stats.AreaTree) -> dict[int, list[str]]:
-    """Each supervisor's areas, topmost only (an area inside another of theirs adds nothing)."""
-    out: dict[int, list[str]] = {}
-    for a in tree.areas.values():
-        if a.supervisor_id and not a.retired:
-            out.setdefault(a.supervisor_id, []).append(a.id)
-    for sup, ids in out.items():
-        inside = {x for i in ids for x in tree.subtree(i) if x != i}
-        out[sup] = sorted((i for i in ids if i not in inside), key=lambda i: (tree.areas[i].level, i))
-    return out
 
 
 async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH) -> dict:
@@ -518,12 +503,12 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
         return {"skipped": "done", "period": period}
     start, end = local_day_bounds(day - timedelta(days=1), tz)  # yesterday, local time
     async with core.sessionmaker() as s:
-        tree = await stats.area_tree(session=s)
+        tree = await load_tree(session=s)
         loads = await stats.workloads(session=s, now=now, per_worker=WORKER_TASKS)
         per_area = await stats.breakdown(session=s, area_ids=None, start=start, end=end, now=now)
         overdue = await stats.overdue_by_area(session=s, now=now, per_area=OLDEST)
         admins = await admin_ids(s, settings)
-        sups = supervised_areas(tree)
+        sups = tree.supervised()
         people = {i.assignee_id for items in overdue.values() for i in items}
         names = await _names(s, tree, people)
     recipients = sorted(set(loads) | set(sups) | set(admins))
@@ -577,9 +562,9 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
     if not await _begin_period(core, "weekly", week, now, force):
         return {"skipped": "done", "period": week}
     async with core.sessionmaker() as s:
-        tree = await stats.area_tree(session=s)
+        tree = await load_tree(session=s)
         admins = await admin_ids(s, settings)
-        sups = supervised_areas(tree)
+        sups = tree.supervised()
         # the longest-overdue WEEKLY_LINES of each area: enough for any subtree's message
         per_area = await stats.overdue_by_area(session=s, now=now, per_area=WEEKLY_LINES)
         counts_q = (select(Case.area_id, func.count()).where(Case.status.in_(OPEN), Case.deadline_at < now)

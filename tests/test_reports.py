@@ -19,7 +19,6 @@ from bot.cases.models import Case
 from bot.export import export_cli_main
 from bot.people.models import AuditEntry
 from tests.conftest import li, sun, wang, zhao
-from tests.fakebotapi import updates as U
 from tests.harness import BotHarness
 
 
