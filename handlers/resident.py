@@ -460,7 +460,9 @@ async def show_case(ctx) -> None:
     worker_view = await is_worker_for(ctx, case)
     for h in await service.history(session=ctx.session, case_id=case.id):
         who = ""
-        if worker_view and h.actor_id:
+        if worker_view and h.actor_id and h.actor_id == case.reporter_id and not case.share_contact:
+            who = t("cases.reporter_unnamed")  # they chose not to share their name: not here either
+        elif worker_view and h.actor_id:
             from bot.people.models import Person
 
             p = await ctx.session.get(Person, h.actor_id)
