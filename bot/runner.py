@@ -147,7 +147,8 @@ class BotRunner:
             recovered = await core.recover()
             if recovered:
                 log.info("handling %d updates recorded before the last stop", recovered)
-            log.info("%s", await summary(core, webhook=self.webhook))
+            if not self.webhook:  # webhook mode: once its server listens
+                log.info("%s", await summary(core, webhook=False))
             self.ready.set()
             if self.webhook:
                 await self._serve_webhook()
@@ -298,6 +299,9 @@ class BotRunner:
             url = settings.webhook_url.rstrip("/") + settings.webhook_path
             await first_contact(settings, lambda: self.transport.set_webhook(url, settings.webhook_secret),
                                 "setWebhook", self._stop)
+        from bot.startup import summary
+
+        log.info("%s", await summary(self.core, webhook=True))
         try:
             await self._stop.wait()
         finally:

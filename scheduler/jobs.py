@@ -11,6 +11,7 @@ writers (BEGIN IMMEDIATE), so a second sweep sees the first one's result.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -366,9 +367,14 @@ async def _deliver(core, now: datetime, letters: list[tuple[int, str, str, Calla
         async with core.sessionmaker() as s, s.begin():
             people = await preload_people(s, [c for c, *_ in chunk])
             out = Letters(now)
-            for chat_id, kind, key, render in chunk:
-                out.add(chat_id=chat_id, kind=kind, text=render(Texts(language_of(people.get(chat_id)))),
-                        dedupe_key=key)
+
+            def render_all() -> None:
+                for chat_id, kind, key, render in chunk:
+                    out.add(chat_id=chat_id, kind=kind, text=render(Texts(language_of(people.get(chat_id)))),
+                            dedupe_key=key)
+
+            # rendering a batch of digests is tens of milliseconds of Python: not on the event loop
+            await asyncio.to_thread(render_all)
             counts.update(await out.write(s))
         kick(core)
     return counts

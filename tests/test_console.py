@@ -150,6 +150,8 @@ async def test_each_viewer_sees_only_their_subtree(console):
     overview = await (await console.get("/console/")).text()
     assert "观海社区" in overview and "浮山湾社区" not in overview
     await sign_in(console, CAPTAIN_ODD)  # a worker: own tasks only, no FAQ page
+    overview = await (await console.get("/console/")).text()
+    assert '<b id="n-open">1</b>' in overview and "只显示您自己的任务" in overview and 'id="rates"' not in overview
     assert (await console.get(f"/console/case/{c.lamp}")).status == 200
     assert (await console.get(f"/console/case/{c.garbage}")).status == 403
     assert (await console.get("/console/faq")).status == 403

@@ -486,3 +486,25 @@ def test_kb_vectors_are_cached_on_disk_by_kb_hash(tmp_path, monkeypatch):
     c = SemanticRanker([*phr, (1, "井盖坏了")], 2).build()   # another KB: another key
     assert c.cache_hit is False and len(list(tmp_path.glob("faq-*.npy"))) == 2
     assert b.top(b.encode_query("路灯坏了"), 1) == {0: pytest.approx(1.0, abs=1e-4)}
+
+
+def test_gridbot_faq_export_writes_linked_wordings_back(tmp_path):
+    import sqlite3
+
+    from tests.test_cli import gridbot
+
+    env = {"GRIDBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/g.db"}
+    assert gridbot("db", "upgrade", env=env).returncode == 0
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        db.execute("INSERT INTO faq_alternates (entry_id, text, added_at, added_by) "
+                   "VALUES ('fitness-equipment', '跑步机坏了', '2026-11-30 10:00:00', 9100)")
+    r = gridbot("faq", "export", str(tmp_path / "out"), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "1 linked wordings added" in r.stdout
+    exported = {e.id: e for e in load_kb(tmp_path / "out")}
+    shipped = {e.id: e for e in load_kb(DEFAULT_KB_DIR)}
+    assert exported["fitness-equipment"].alternates == shipped["fitness-equipment"].alternates + ("跑步机坏了",)
+    assert exported["streetlight-out"] == shipped["streetlight-out"]  # everything else unchanged, English kept
+    bad = _write(tmp_path / "bad.yaml", "entries:\n  - id: a\n    question: 问\n")
+    r = gridbot("faq", "export", str(tmp_path / "out2"), "--kb", str(bad), env=env)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "bad.yaml: entry #1 (id a): missing answer" in r.stderr

@@ -79,7 +79,9 @@ def _render(request: web.Request, name: str, status: int = 200, *, t: Texts, vie
         csrf=signer.csrf_token(session) if session else "", **ctx)
     resp = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
     resp.headers["Cache-Control"] = "no-store"
-    resp.headers["X-Frame-Options"] = "SAMEORIGIN"
+    # framed only by itself and Telegram's web clients (a Mini App opens in their iframe)
+    resp.headers["Content-Security-Policy"] = "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "same-origin"
     return resp
 
