@@ -165,6 +165,8 @@ async def test_each_viewer_sees_only_their_subtree(console):
     await sign_in(console, ADMIN)
     for page in ("/console/", "/console/map", "/console/overdue", "/console/faq", f"/console/case/{c.road}"):
         assert (await console.get(page)).status == 200, page
+    assert "GRIDBOT_TILE_URL" in await (await console.get("/console/map")).text()  # no tiles: a plain map
+
     async def pins(query: str) -> set[int]:
         return {p["id"] for p in (await (await console.get("/console/api/map?" + query)).json())["pins"]}
 
