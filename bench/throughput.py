@@ -336,6 +336,7 @@ async def backlog(bot: str, framework: str, db: str, rate: float, n: int, reside
     from tests.fakebotapi import message
 
     async with Run(bot, framework, db, rate, broadcast) as r:
+        r.api.add_chat(ADMIN)  # the broadcast's author gets its progress reports
         for i in range(broadcast):
             r.api.add_chat(BROADCAST_BASE + i)
         for k in range(n):
@@ -401,7 +402,7 @@ def echo_of(framework: str) -> str:
 
 async def main(a) -> list[dict]:
     rows = []
-    dbs = [("sqlite", None)] + ([("postgresql", a.pg)] if a.pg else [])
+    dbs = ([("sqlite", None)] if "sqlite" in a.dbs else []) + ([("postgresql", a.pg)] if a.pg and "postgresql" in a.dbs else [])
     only = set(a.only.split(","))
     tmp = tempfile.mkdtemp(prefix="gridbot-tp-")
 
@@ -474,6 +475,7 @@ if __name__ == "__main__":
     p.add_argument("--frameworks", default="aiogram,ptb")
     p.add_argument("--only", default="handled,broadcast,latency")
     p.add_argument("--pg", default=os.environ.get("GRIDBOT_BENCH_PG_URL", ""))
+    p.add_argument("--dbs", default="sqlite,postgresql", help="which of sqlite,postgresql (PostgreSQL needs --pg)")
     a = p.parse_args()
     q = a.quick
     a.runs = a.runs or (1 if q else 3)
