@@ -59,7 +59,7 @@ class BotHarness:
         self.runner = BotRunner(settings, poll_timeout=1, with_scheduler=False, clock=self.clock)
         self.task = asyncio.create_task(self.runner.run())
         ready = asyncio.create_task(self.runner.ready.wait())
-        done, _ = await asyncio.wait({ready, self.task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({ready, self.task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
         if self.task in done:
             self.task.result()  # raises what stopped it
         if ready not in done:
@@ -107,7 +107,7 @@ class BotHarness:
 
     async def _idle(self) -> bool:
         core = self.core
-        if core._chains:
+        if core._chains or core._loose:
             return False
         now = core.clock()
         async with core.sessionmaker() as s:
