@@ -44,6 +44,55 @@ RETRIES = 4  # a passing database fault (no free connection, a deadlock) is retr
 Feed = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+_MATCHERS: dict = {}  # built matchers by knowledge base (path and file stamps): one per process
+_MATCH_THREAD = None
+
+
+def _kb_stamp(path) -> tuple:
+    from pathlib import Path
+
+    p = Path(path).resolve()
+    files = sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+    return (str(p), tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists()))
+
+
+def _new_matcher(path, extra: dict[str, list[str]]):
+    from knowledge.index import Matcher
+    from knowledge.learned import merge_alternates
+    from knowledge.loader import load_kb
+
+    return Matcher(merge_alternates(load_kb(path), extra))
+
+
+def _built_matcher(path, extra: dict[str, list[str]], fresh: bool = False):
+    """The matcher for a knowledge base (and the wordings admins linked), fully built (jieba,
+    the encoder, the entries' vectors: what a first query would otherwise pay for). Built once
+    per process and version of both: every bot started in this process (tests, replicas)
+    shares it."""
+    key = (_kb_stamp(path), tuple((k, tuple(v)) for k, v in sorted(extra.items())))
+    m = None if fresh else _MATCHERS.get(key)
+    if m is None:
+        m = _new_matcher(path, extra)
+        if hasattr(m, "build"):
+            m.build()
+        else:
+            m.match("路灯不亮")
+        _MATCHERS.clear()
+        _MATCHERS[key] = m
+    return m
+
+
+async def _off_loop(fn, *args):
+    """CPU-bound work (matching, building the index) in the one matcher thread of the process:
+    the event loop keeps serving other chats, and a matcher is only ever used by one thread."""
+    global _MATCH_THREAD
+    if _MATCH_THREAD is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _MATCH_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridbot-match")
+    return await asyncio.get_running_loop().run_in_executor(_MATCH_THREAD, fn, *args)
+
+
 class Core:
     def __init__(self, settings: Settings, *, engine: AsyncEngine | None = None, messenger: Messenger | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
@@ -65,7 +114,7 @@ class Core:
         self._slots = asyncio.Semaphore(settings.max_concurrent_chats)
         self._router = None
         self._matcher = None
-        self._cpu = None  # the matcher's thread, created on first use
+        self.faq_extra: dict[str, list[str]] = {}  # admins' links {entry id: [wording, …]} (faq_alternates)
         self.processed = 0
         self.health = DbHealth(self.engine, log)
         self.errors = ErrorLog(log)
@@ -84,11 +133,29 @@ class Core:
 
     @property
     def matcher(self):
-        if self._matcher is None:
-            from knowledge.index import Matcher
-
-            self._matcher = Matcher.from_path(self.settings.kb_path)
+        if self._matcher is None:  # not warmed (tests, the console): built here, on the loop
+            self._matcher = _built_matcher(self.settings.kb_path, self.faq_extra)
         return self._matcher
+
+    def _new_matcher(self):
+        return _new_matcher(self.settings.kb_path, self.faq_extra)
+
+    async def load_faq_alternates(self) -> None:
+        """The wordings admins linked to entries (kept in the database) — before the index is built."""
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from bot.core_models import FaqAlternate
+
+        extra: dict[str, list[str]] = {}
+        try:
+            async with self.sessionmaker() as s:
+                for entry_id, text in (await s.execute(
+                        select(FaqAlternate.entry_id, FaqAlternate.text).order_by(FaqAlternate.id))).all():
+                    extra.setdefault(entry_id, []).append(text)
+        except SQLAlchemyError:  # no schema yet (a bare CLI use): nothing was linked
+            return
+        self.faq_extra = extra
 
     async def warm(self) -> None:
         """Build the knowledge index and its rankers before the first update, off the event loop:
@@ -96,45 +163,25 @@ class Core:
         def build() -> None:
             import handlers  # noqa: F401  (imported by the first update otherwise)
 
-            self._matcher = self._build_matcher()
+            self._matcher = _built_matcher(self.settings.kb_path, self.faq_extra)
 
-        await self._off_loop(build)
-
-    def _build_matcher(self):
-        from knowledge.index import Matcher
-
-        m = Matcher.from_path(self.settings.kb_path)
-        if hasattr(m, "build"):
-            m.build()  # jieba, the encoder, the entries' vectors: what a first query would pay for
-        else:
-            m.match("路灯不亮")
-        return m
-
-    async def _off_loop(self, fn, *args):
-        """CPU-bound work (matching, building the index) in the one matcher thread: the loop keeps
-        serving other chats, and the matcher is only ever used by one thread at a time."""
-        if self._cpu is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridbot-match")
-        return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
+        await self.load_faq_alternates()
+        await _off_loop(build)
 
     async def match(self, text: str):
         """The knowledge base's answer to a question, computed off the event loop."""
         if self._matcher is None:
             await self.warm()
-        return await self._off_loop(self._matcher.match, text)
+        return await _off_loop(self._matcher.match, text)
 
     async def rebuild_matcher(self) -> int:
         """reload_matcher() off the event loop (building takes a second or more)."""
-        m = await self._off_loop(self._build_matcher)
+        m = await _off_loop(_built_matcher, self.settings.kb_path, self.faq_extra, True)
         self._matcher = m
         return len(m.entries)
 
     def reload_matcher(self) -> int:
-        from knowledge.index import Matcher
-
-        self._matcher = Matcher.from_path(self.settings.kb_path)
+        self._matcher = self._new_matcher()
         return len(self._matcher.entries)
 
     def attach(self, messenger: Messenger, *, limits: Limits | None = None) -> OutboxDispatcher:

@@ -77,7 +77,7 @@ def demo(
 
 @app.command()
 def broadcast(
-    text: str = typer.Option(..., "--text", help="the notice (Telegram HTML)"),
+    text: str = typer.Option(..., "--text", help="the notice, plain text: shown exactly as written (<, > and & too)"),
     audience: str = typer.Option("all", "--audience", help="all | residents | workers | groups | area:<id>"),
     photo: Optional[str] = typer.Option(None, "--photo", help="a Telegram file id"),
     author: Optional[int] = typer.Option(None, "--author", help="the admin it is sent for (default: the first)"),
@@ -93,7 +93,7 @@ def broadcast(
 @export_app.command("cases")
 def export_cases(
     fmt: str = typer.Option("csv", "--format", help="csv | xlsx"),
-    out: Optional[Path] = typer.Option(None, "--out", help="file to write (csv: stdout when omitted)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="file to write (default: stdout for csv, cases-YYYYMMDD-HHMM.xlsx for xlsx)"),
     since: Optional[str] = typer.Option(None, "--since", help="YYYY-MM-DD"),
     area: Optional[str] = typer.Option(None, "--area", help="an area id: its subtree"),
     status: Optional[str] = typer.Option(None, "--status"),
@@ -126,17 +126,22 @@ def db_upgrade() -> None:
 
 
 @grid_app.command("import")
-def grid_import(file: Path) -> None:
+def grid_import(file: Path,
+                dry_run: bool = typer.Option(False, "--dry-run", help="show what would change; write nothing")) -> None:
     """Load the area tree from a YAML or GeoJSON file (updates in place; keeps cases)."""
     from bot.areas.grid_file import GridFileError, load_grid
 
     settings = _settings()
     try:
-        load_grid(file)
+        spec = load_grid(file)
     except GridFileError as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot read {file}: {e.strerror}")
+    if dry_run:
+        for line in asyncio.run(_grid_changes(settings, spec)):
+            typer.echo(line)
+        return
 
     async def go():
         from bot.db import ensure_sqlite_dir, make_engine, upgrade
@@ -153,6 +158,43 @@ def grid_import(file: Path) -> None:
     r = asyncio.run(go())
     typer.echo(f"imported {file}: {r.areas_added} areas added, {r.areas_updated} updated, "
                f"{r.areas_retired} retired, {r.categories} categories")
+
+
+async def _grid_changes(settings, spec) -> list[str]:
+    """What `grid import` would do to the database's grid, one line per area, and a total."""
+    from bot.areas.service import load_spec
+    from bot.db import make_engine, make_sessionmaker, upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        async with make_sessionmaker(engine)() as s:
+            old = {a.id: a for a in (await load_spec(session=s)).areas}
+    finally:
+        await engine.dispose()
+    new = {a.id: a for a in spec.areas}
+    lines, changed = [], 0
+    for a in spec.areas:
+        if a.id not in old:
+            lines.append(f"+ {a.id}  {a.name}" + (f"  (under {a.parent_id})" if a.parent_id else ""))
+            continue
+        o, diffs = old[a.id], []
+        for label, field in (("name", "name"), ("parent", "parent_id"), ("captain", "captain"),
+                             ("supervisor", "supervisor"), ("aliases", "aliases"), ("boundary", "boundary")):
+            before, after = getattr(o, field), getattr(a, field)
+            if field == "aliases":
+                before, after = tuple(before or ()), tuple(after or ())
+            if before != after:
+                diffs.append(f"{label} changed" if field == "boundary" else f"{label} {before or '—'} → {after or '—'}")
+        if diffs:
+            changed += 1
+            lines.append(f"~ {a.id}  {a.name}: " + "; ".join(diffs))
+    retired = [o for i, o in old.items() if i not in new]
+    lines += [f"- {o.id}  {o.name}  (retired: kept for its cases, no longer routed to)" for o in retired]
+    added = sum(1 for i in new if i not in old)
+    lines.append(f"dry run: {added} areas would be added, {changed} changed, {len(retired)} retired, "
+                 f"{len(new) - added - changed} unchanged; nothing was written")
+    return lines
 
 
 @grid_app.command("show")
@@ -189,13 +231,18 @@ def grid_show() -> None:
         typer.echo(f"region: {home.label} (inferred from the {home.how})")
     else:
         typer.echo("region: unknown (set `region:` in the grid file to tell outside addresses apart)")
-    for a in spec.areas:
+    from bot.areas.tree import AreaTree
+
+    tree = AreaTree.of_spec(spec.areas)
+    by_id = {a.id: a for a in spec.areas}
+    for area_id in tree.subtree(None):  # each area under its own parent, indented by its depth
+        a, depth = by_id[area_id], len(tree.ancestors(area_id))
         who = []
         if a.supervisor:
             who.append(f"supervisor {names.get(a.supervisor) or a.supervisor} ({a.supervisor})")
         if a.captain:
             who.append(f"captain {names.get(a.captain) or a.captain} ({a.captain})")
-        typer.echo(f"{'  ' * a.level}{a.id}  {a.name}" + (f"  — {', '.join(who)}" if who else ""))
+        typer.echo(f"{'  ' * depth}{a.id}  {a.name}" + (f"  — {', '.join(who)}" if who else ""))
     typer.echo(f"{len(spec.areas)} areas, {len(spec.categories)} categories")
 
 
@@ -266,6 +313,47 @@ def faq_match(
     if kb is None:
         kb = _settings().kb_path
     raise typer.Exit(faq_match_main(str(kb), list(queries or []), sys.stdin, sys.stdout))
+
+
+@faq_app.command("export")
+def faq_export(
+    dest: Path = typer.Argument(..., help="folder to write the knowledge files to"),
+    kb: Optional[Path] = typer.Option(None, "--kb", help="the knowledge file or folder to start from"),
+) -> None:
+    """Write the knowledge base with the wordings admins linked in the bot (kept in the database)
+    added as alternates, one YAML file per knowledge file."""
+    from knowledge.learned import export_kb
+    from knowledge.loader import KnowledgeError
+
+    settings = _settings()
+    kb = kb or settings.kb_path
+
+    async def linked() -> dict[str, list[str]]:
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from bot.core_models import FaqAlternate
+        from bot.db import make_engine, make_sessionmaker
+
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as s:
+                out: dict[str, list[str]] = {}
+                for entry_id, text in (await s.execute(
+                        select(FaqAlternate.entry_id, FaqAlternate.text).order_by(FaqAlternate.id))).all():
+                    out.setdefault(entry_id, []).append(text)
+                return out
+        except SQLAlchemyError:
+            return {}
+        finally:
+            await engine.dispose()
+
+    try:
+        added = export_kb(kb, dest, asyncio.run(linked()))
+    except KnowledgeError as e:
+        typer.echo(f"gridbot faq export: invalid knowledge base: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"wrote {len(added)} knowledge files to {dest} ({sum(added.values())} linked wordings added)")
 
 
 @jobs_app.command("list")

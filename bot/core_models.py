@@ -68,3 +68,21 @@ class UnansweredQuestion(Base):
     user_id: Mapped[int] = mapped_column(BigInteger)
     query: Mapped[str] = mapped_column(Text)
     normalized: Mapped[str] = mapped_column(String(300), index=True)
+    # unknown: "I don't know"; suggest: only "did you mean" (entry_id = first suggestion);
+    # unhelpful: answered with entry_id, and the resident pressed "didn't help"
+    kind: Mapped[str] = mapped_column(String(16), default="unknown", server_default="unknown")
+    entry_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    linked_entry: Mapped[str | None] = mapped_column(String(100), nullable=True)  # set by an admin's link
+
+
+class FaqAlternate(Base):
+    """A resident's wording an admin linked to an entry: an extra alternate, live at once, kept here
+    and written back to YAML by ``gridbot faq export DIR``."""
+
+    __tablename__ = "faq_alternates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(100), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    added_by: Mapped[int] = mapped_column(BigInteger)

@@ -131,7 +131,6 @@ class BotRunner:
             return
         core = self.core = Core(settings, engine=engine, **({"clock": self.clock} if self.clock else {}))
         await core.reload_router()
-        await core.warm()  # before any update is taken (recovered ones included)
         transport = self.transport = make_transport(settings)
         transport.bind(core.process)
         core.feed = transport.feed
@@ -141,6 +140,9 @@ class BotRunner:
             if me is None:
                 return
             core.bot_id, core.bot_username = me
+            # after Telegram accepted the token (a wrong one is told at once), before any update
+            # is taken (recovered ones included)
+            await core.warm()
             try:
                 await transport.set_commands(command_menu())
             except Exception as e:  # the menu is a convenience: never a reason not to start
@@ -153,8 +155,13 @@ class BotRunner:
             recovered = await core.recover()
             if recovered:
                 log.info("handling %d updates recorded before the last stop", recovered)
+<<<<<<< HEAD
             log.info("%s", await summary(core, webhook=self.webhook))
             self._sweeper = asyncio.create_task(self._sweep())
+=======
+            if not self.webhook:  # webhook mode: once its server listens
+                log.info("%s", await summary(core, webhook=False))
+>>>>>>> main
             self.ready.set()
             if self.webhook:
                 await self._serve_webhook()
@@ -319,6 +326,9 @@ class BotRunner:
             url = settings.webhook_url.rstrip("/") + settings.webhook_path
             await first_contact(settings, lambda: self.transport.set_webhook(url, settings.webhook_secret),
                                 "setWebhook", self._stop)
+        from bot.startup import summary
+
+        log.info("%s", await summary(self.core, webhook=True))
         try:
             await self._stop.wait()
         finally:

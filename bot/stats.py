@@ -33,7 +33,6 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import and_, case, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.areas.models import Area
 from bot.cases.models import Case
 from bot.cases.transitions import FIXED, OPEN
 from bot.sql import dialect_name
@@ -96,56 +95,6 @@ class Figures:
 
 def percent(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.0f}%"
-
-
-# --- the area tree ------------------------------------------------------------------------
-
-
-@dataclass
-class AreaTree:
-    areas: dict[str, Area]
-    children: dict[str | None, list[str]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, areas: list[Area]) -> AreaTree:
-        by_id = {a.id: a for a in areas}
-        kids: dict[str | None, list[str]] = defaultdict(list)
-        for a in sorted(areas, key=lambda a: (a.sort_order, a.id)):
-            kids[a.parent_id if a.parent_id in by_id else None].append(a.id)
-        return cls(by_id, dict(kids))
-
-    def subtree(self, root: str) -> list[str]:
-        out, stack, seen = [], [root], set()
-        while stack:
-            a = stack.pop()
-            if a in seen or a not in self.areas:
-                continue
-            seen.add(a)
-            out.append(a)
-            stack.extend(reversed(self.children.get(a, [])))
-        return out
-
-    def rows_for(self, root: str | None, level: int = GRID_LEVEL) -> list[str]:
-        """The areas a breakdown shows under `root` (None = the whole tree): those at `level`,
-        or `root` itself when it is at or below that level."""
-        if root is not None:
-            r = self.areas.get(root)
-            if r is None:
-                return []
-            if r.level >= level:
-                return [root]
-            ids = self.subtree(root)
-        else:
-            ids = [a for top in self.children.get(None, []) for a in self.subtree(top)]
-        return [a for a in ids if self.areas[a].level == level]
-
-    def name(self, area_id: str | None) -> str:
-        a = self.areas.get(area_id) if area_id else None
-        return a.name if a else "—"
-
-
-async def area_tree(*, session: AsyncSession) -> AreaTree:
-    return AreaTree.of(list((await session.execute(select(Area))).scalars()))
 
 
 # --- figures ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ p:<area> (pick that subtree) · go:<broadcast> · x[:<broadcast>] (cancel).
 from __future__ import annotations
 
 from bot.areas.models import Area
+from bot.areas.service import load_tree
 from bot.broadcasts import flows, service
 from bot.i18n import Safe
 from bot.transport.base import Button
@@ -103,18 +104,17 @@ async def on_button(ctx, rest: str) -> None:
 async def _tree(ctx, parent_id: str | None) -> None:
     """One level of the area tree: ▸ opens an area, its name picks its whole subtree."""
     t = ctx.t
-    parent = await ctx.session.get(Area, parent_id) if parent_id else None
-    kids = await service.children(session=ctx.session, parent_id=parent_id)
-    branching = await service.has_children(session=ctx.session, area_ids=[a.id for a in kids])
+    tree = await load_tree(session=ctx.session, include_retired=False)
+    parent = tree.get(parent_id)
     rows: list[list[Button]] = []
     if parent is not None:
         rows.append([Button(t("bc.pick_this", area=parent.name), f"bc:p:{parent.id}")])
-    for a in kids[:40]:
-        if len(f"bc:p:{a.id}".encode()) > 64:
+    for a in tree.children(parent_id)[:40]:
+        if len(f"bc:p:{a}".encode()) > 64:
             continue  # an id too long for a button (ids come from the grid file)
-        row = [Button(a.name, f"bc:p:{a.id}")]
-        if a.id in branching:
-            row.append(Button("▸", f"bc:t:{a.id}"))
+        row = [Button(tree.name(a), f"bc:p:{a}")]
+        if tree.children(a):
+            row.append(Button("▸", f"bc:t:{a}"))
         rows.append(row)
     rows.append(([Button(t("bc.up"), f"bc:t:{parent.parent_id}" if parent.parent_id else "bc:a:area")]
                  if parent is not None else []) + [Button(t("bc.cancel"), "bc:x")])

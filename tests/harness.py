@@ -59,6 +59,8 @@ class BotHarness:
         self.runner = BotRunner(settings, poll_timeout=1, with_scheduler=False, clock=self.clock)
         self.task = asyncio.create_task(self.runner.run())
         ready = asyncio.create_task(self.runner.ready.wait())
+        # the first start in a process loads jieba, the pinyin table and the FAQ encoder (a few seconds,
+        # several times that on a busy shared machine)
         done, _ = await asyncio.wait({ready, self.task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
         if self.task in done:
             self.task.result()  # raises what stopped it

@@ -99,7 +99,10 @@ async def test_webapp_sign_in_sets_a_short_lived_httponly_samesite_cookie(consol
     assert r.status == 200 and (await r.json())["ok"]
     cookie = r.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=14400" in cookie
-    assert (await console.get("/console/")).status == 200
+    page = await (await console.get("/console/")).text()
+    assert (await console.post("/console/logout", data={}, allow_redirects=False)).status == 403  # no token
+    r = await console.post("/console/logout", data={"csrf": csrf_of(page)}, allow_redirects=False)
+    assert r.status == 303 and (await console.get("/console/")).status == 401
     # forged, stale, and a resident's (valid) initData are refused
     good = init_data(TOKEN, ADMIN)
     bad = good[:-1] + ("1" if good[-1] == "0" else "0")
@@ -108,6 +111,13 @@ async def test_webapp_sign_in_sets_a_short_lived_httponly_samesite_cookie(consol
         r = await console.post("/console/auth/webapp", data={"init_data": data})
         assert r.status == 403
         assert (await console.get("/console/")).status == 401
+
+
+async def test_the_console_speaks_the_viewers_language(console):
+    r = await console.post("/console/auth/webapp", data={"init_data": init_data(TOKEN, 2004, lang="en")})
+    assert r.status == 200
+    page = await (await console.get("/console/")).text()
+    assert "Command centre" in page and "Resolved today" in page and "辛家庄社区" in page
 
 
 async def test_one_time_link_signs_in_once(console):
@@ -147,12 +157,16 @@ async def test_each_viewer_sees_only_their_subtree(console):
     overview = await (await console.get("/console/")).text()
     assert "观海社区" in overview and "浮山湾社区" not in overview
     await sign_in(console, CAPTAIN_ODD)  # a worker: own tasks only, no FAQ page
+    overview = await (await console.get("/console/")).text()
+    assert '<b id="n-open">1</b>' in overview and "只显示您自己的任务" in overview and 'id="rates"' not in overview
     assert (await console.get(f"/console/case/{c.lamp}")).status == 200
     assert (await console.get(f"/console/case/{c.garbage}")).status == 403
     assert (await console.get("/console/faq")).status == 403
     await sign_in(console, ADMIN)
     for page in ("/console/", "/console/map", "/console/overdue", "/console/faq", f"/console/case/{c.road}"):
         assert (await console.get(page)).status == 200, page
+    assert "GRIDBOT_TILE_URL" in await (await console.get("/console/map")).text()  # no tiles: a plain map
+
     async def pins(query: str) -> set[int]:
         return {p["id"] for p in (await (await console.get("/console/api/map?" + query)).json())["pins"]}
 

@@ -6,7 +6,9 @@ with its photo; a transfer that reaches the new captain's chat through the fake 
 without its CSRF token refused; another community's supervisor refused (403); forged and stale
 initData refused; the one-time /console link.
 
-Set GRIDBOT_SCREENSHOTS=docs/console to save a screenshot of each page (README, docs/).
+Set GRIDBOT_SCREENSHOTS=docs/console to save the case file and unanswered-questions screenshots
+(docs/console; scripts/console_screenshots.py takes the overview, map and overdue board with a few
+thousand cases).
 """
 
 from __future__ import annotations
@@ -127,7 +129,9 @@ class Page:
 async def test_console_in_a_browser(browser, tmp_path, settings_for):
     port = free_port()
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'console.db'}"
-    async with BotHarness("aiogram", db_url, settings_for, web_port=port) as h:
+    # map tiles from a tile server on 127.0.0.1 (the console's own static files stand in for one)
+    tiles = f"http://127.0.0.1:{port}/console/static/leaflet/images/layers-2x.png?z={{z}}&x={{x}}&y={{y}}"
+    async with BotHarness("aiogram", db_url, settings_for, web_port=port, tile_url=tiles) as h:
         from bot.clock import utcnow
 
         cases = await seed(h.core, utcnow())
@@ -142,7 +146,6 @@ async def test_console_in_a_browser(browser, tmp_path, settings_for):
         rates = await p.text("#rates")
         assert "浮山湾社区" in rates and "观海社区" in rates and "湛山第一网格" in rates
         assert len(await p.js("return document.querySelectorAll('#trend .bar')")) == 8
-        await p.shot("overview")
 
         # --- the map: polygons of the grid and a pin per open case with a location ---------------------
         await p.open("/console/map", "#map.loaded")
@@ -150,15 +153,15 @@ async def test_console_in_a_browser(browser, tmp_path, settings_for):
         n_pins = await p.js("return document.querySelectorAll('path.gb-pin').length")
         assert n_areas == 30 and n_pins == 3
         assert await p.js("return document.querySelectorAll('path.gb-overdue').length") == 1
+        await p.run(lambda: p._wait(lambda d: d.execute_script(
+            "return [...document.querySelectorAll('img.leaflet-tile')].some(i => i.complete && i.naturalWidth > 0)")))
         scripts = await p.js("return [...document.scripts].map(s => s.src).filter(Boolean)")
         assert scripts and all(s.startswith(p.base) for s in scripts)  # nothing from a CDN
-        await p.shot("map")
         await p.open("/console/map?category=garbage", "#map.loaded")
         assert await p.js("return document.querySelectorAll('path.gb-pin').length") == 1
 
         await p.open("/console/overdue", "#board")
         assert f"#{cases.road}" in await p.text("#board")
-        await p.shot("overdue")
         await p.open("/console/faq", "#faq")
         assert "垃圾分类几点收" in await p.text("#faq")
         await p.shot("faq")

@@ -20,11 +20,19 @@ from knowledge.normalize import is_chitchat, normalize
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = Path(__file__).parent / "data" / "faq_dev.yaml"
 
-# Bars set just below what the matcher reaches on the bundled KB (see bench/faq.py):
-# measured 90.9 % answer-or-first-suggestion, 0.6 % confidently wrong, 0 % out-of-scope answered.
-BAR_TOP1_OR_SUGGEST = 0.89
-BAR_WRONG = 0.02
+# Bars on the DEV split, a little under what the matcher reaches (bench/faq.py): 93.9 % right entry
+# first, 73.1 % confident, 1.0 % confidently wrong, 1.3 % not-to-answer answered.
+BAR_TOP1_OR_SUGGEST = 0.92
+BAR_WRONG = 0.015
 BAR_OOS_ANSWERED = 0.03
+# Floors on the TEST split (written blind; nothing was tuned on it), a little under the measured
+# 88.0 % right first, 56.6 % confident, 1.8 % confidently wrong, 2.5 % not-to-answer answered:
+# they only keep the figures from sliding.
+TEST = Path(__file__).parent / "data" / "faq_test.yaml"
+FLOOR_TEST_RIGHT_FIRST = 0.86
+FLOOR_TEST_CONFIDENT = 0.54
+CEIL_TEST_WRONG = 0.025
+CEIL_TEST_N2A = 0.04
 
 
 def _write(path: Path, text: str) -> Path:
@@ -47,7 +55,7 @@ def _kb(entries: list[tuple[str, str, str]]) -> str:
 
 @pytest.fixture(scope="module")
 def matcher() -> Matcher:
-    return Matcher.from_path(DEFAULT_KB_DIR)
+    return Matcher.from_path(DEFAULT_KB_DIR).build()
 
 
 @pytest.fixture(scope="module")
@@ -273,9 +281,9 @@ def test_match_latency_short_queries(matcher):
     qs = ["路灯坏了", "垃圾没人清", "井盖丢了", "广场舞太吵", "怎么上报", "停水了", "你好", "加装电梯"] * 25
     lat = []
     for q in qs:
-        t = time.perf_counter()
+        t = time.thread_time()  # the thread's own CPU time: other processes' load does not count
         matcher.match(q)
-        lat.append(time.perf_counter() - t)
+        lat.append(time.thread_time() - t)
     lat.sort()
     assert lat[int(0.99 * (len(lat) - 1))] < 0.02  # generous: shared CI machines; bench/faq.py measures properly
 
@@ -353,3 +361,150 @@ def test_faq_catalog_keys():
         assert "&lt;b&gt;" in t("faq.answer", question="<b>", answer="a")
         for k in keys:
             t(k, count=1, id="i", limit=5, error="e", question="q", answer="a")
+
+
+# --------------------------------------------------------------------------- the held-out test split
+
+
+def test_test_split_figures_do_not_slide(matcher):
+    d = yaml.safe_load(TEST.read_text(encoding="utf-8"))
+    ins = [(it["expect"], it["q"]) for it in d["items"] if it.get("expect")]
+    n2a = [it["q"] for it in d["items"] if not it.get("expect")]
+    right_first = confident = wrong = 0
+    for eid, q in ins:
+        m = matcher.match(q)
+        if m.decision == "answer":
+            confident += m.answer_id == eid
+            wrong += m.answer_id != eid
+        first = m.answer_id if m.decision == "answer" else (m.candidates[0][0] if m.candidates else None)
+        right_first += first == eid
+    answered = sum(matcher.match(q).decision == "answer" for q in n2a)
+    n = len(ins)
+    print(f"\nFAQ test split: right first {right_first / n:.1%}, confident {confident / n:.1%}, "
+          f"wrong {wrong / n:.1%}, not-to-answer answered {answered / len(n2a):.1%}")
+    assert right_first / n >= FLOOR_TEST_RIGHT_FIRST
+    assert confident / n >= FLOOR_TEST_CONFIDENT
+    assert wrong / n <= CEIL_TEST_WRONG
+    assert answered / len(n2a) <= CEIL_TEST_N2A
+
+
+# --------------------------------------------------------------------------- normalisation fixes
+
+
+@pytest.mark.parametrize("q, kept, dropped", [
+    ("不是路灯，是井盖丢了", "井盖", "路灯"),
+    ("不是路灯而是井盖", "井盖", "路灯"),
+    ("不是噪音的问题，就是垃圾没人收", "垃圾", "噪音"),
+    ("井盖丢了，不是路灯坏了", "井盖", "路灯"),
+])
+def test_the_negated_clause_is_dropped(q, kept, dropped):
+    n = normalize(q)
+    assert kept in n and dropped not in n
+
+
+def test_negation_is_not_a_question_form_and_never_empties_the_query():
+    assert "路灯" in normalize("是不是路灯坏了")
+    assert normalize("不是") != ""
+
+
+def test_negation_and_contrast_match_what_is_asked(matcher):
+    for q in ("不是路灯，是井盖丢了", "井盖丢了，不是路灯坏了"):
+        m = matcher.match(q)
+        first = m.answer_id or m.candidates[0][0]
+        assert first == "manhole-cover", (q, m)
+
+
+def test_latin_synonyms_fire_next_to_chinese_but_not_inside_words():
+    assert "电梯" in normalize("小区的elevator坏了")      # \b would never fire between 的 and e
+    assert "上报" in normalize("怎么report问题")
+    assert "电梯" not in normalize("elevators2go")        # not inside a longer Latin word
+
+
+def test_no_rewrite_inside_its_own_canonical_form():
+    assert normalize("老旧小区改造") == "老旧小区改造"     # a rule 旧小区→老旧小区 must not give 老老旧小区
+    assert normalize("旧小区改造") == "老旧小区改造"
+
+
+def test_homophone_typos_are_corrected_against_the_kb_vocabulary(matcher):
+    fix = matcher._homophones.fix
+    assert fix(normalize("广场五太吵")) == "广场舞太吵"      # not in the hand-written table
+    assert matcher.match("广场五太吵了").answer_id == "noise-square-dance"
+    # guards: function characters and common words are never "corrected"
+    assert fix("那个谁管") == "那个谁管"                     # not 哪个 / 水管
+    assert fix(normalize("我想问问")) == normalize("我想问问")
+
+
+def test_homophone_fixer_needs_a_unique_sound():
+    from knowledge.homophone import HomophoneFixer
+
+    f = HomophoneFixer(["公式", "公事", "路灯"])            # gongshi ×2: ambiguous, never used
+    assert f.fix("公示") == "公示" and f.fix("路登") == "路灯"
+
+
+# --------------------------------------------------------------------------- English, score, cache
+
+
+def test_every_shipped_entry_has_english():
+    for e in load_kb(DEFAULT_KB_DIR):
+        assert e.question_en and e.answer_en and e.alternates_en, e.id
+        assert not any("\u4e00" <= c <= "\u9fff" for c in e.answer_en), e.id
+
+
+def test_english_fields_are_validated(tmp_path):
+    f = _write(tmp_path / "k.yaml", "entries:\n  - id: a\n    question: 问\n    answer: 答\n    answer_en: [x]\n")
+    with pytest.raises(KnowledgeError) as e:
+        load_kb(f)
+    assert str(e.value) == "k.yaml: entry #1 (id a): answer_en must be text, not list"
+    f = _write(tmp_path / "k.yaml", "entries:\n  - id: a\n    question: 问\n    answer: 答\n    answer_en: Open daily.\n")
+    assert load_kb(f)[0].answer_en == "Open daily." and load_kb(f)[0].question_en == ""
+
+
+def test_english_questions_find_their_entry(matcher):
+    for q, eid in [("the street light is broken", "streetlight-out"), ("I smell gas", "gas-leak"),
+                   ("how do I switch the language", "bot-lang")]:
+        m = matcher.match(q)
+        assert (m.answer_id or m.candidates[0][0]) == eid, (q, m)
+
+
+def test_score_is_a_calibrated_0_100_everywhere(matcher):
+    for q in ("路灯坏了", "你好", "电梯", "比特币现在多少钱", "跑步机坏了"):
+        m = matcher.match(q)
+        assert 0 <= m.score <= 100 and all(0 <= s <= 100 for _, s in m.candidates)
+        if m.candidates:
+            assert m.score == m.candidates[0][1]  # the top candidate's probability × 100
+
+
+def test_kb_vectors_are_cached_on_disk_by_kb_hash(tmp_path, monkeypatch):
+    from knowledge.semantic import SemanticRanker
+
+    monkeypatch.setenv("GRIDBOT_FAQ_CACHE", str(tmp_path))
+    phr = [(0, "路灯不亮怎么办"), (0, "路灯坏了"), (1, "井盖丢了")]
+    a = SemanticRanker(phr, 2).build()
+    assert a.cache_hit is False and len(list(tmp_path.glob("faq-*.npy"))) == 1
+    b = SemanticRanker(phr, 2).build()
+    assert b.cache_hit is True
+    c = SemanticRanker([*phr, (1, "井盖坏了")], 2).build()   # another KB: another key
+    assert c.cache_hit is False and len(list(tmp_path.glob("faq-*.npy"))) == 2
+    assert b.top(b.encode_query("路灯坏了"), 1) == {0: pytest.approx(1.0, abs=1e-4)}
+
+
+def test_gridbot_faq_export_writes_linked_wordings_back(tmp_path):
+    import sqlite3
+
+    from tests.test_cli import gridbot
+
+    env = {"GRIDBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/g.db"}
+    assert gridbot("db", "upgrade", env=env).returncode == 0
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        db.execute("INSERT INTO faq_alternates (entry_id, text, added_at, added_by) "
+                   "VALUES ('fitness-equipment', '跑步机坏了', '2026-11-30 10:00:00', 9100)")
+    r = gridbot("faq", "export", str(tmp_path / "out"), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "1 linked wordings added" in r.stdout
+    exported = {e.id: e for e in load_kb(tmp_path / "out")}
+    shipped = {e.id: e for e in load_kb(DEFAULT_KB_DIR)}
+    assert exported["fitness-equipment"].alternates == shipped["fitness-equipment"].alternates + ("跑步机坏了",)
+    assert exported["streetlight-out"] == shipped["streetlight-out"]  # everything else unchanged, English kept
+    bad = _write(tmp_path / "bad.yaml", "entries:\n  - id: a\n    question: 问\n")
+    r = gridbot("faq", "export", str(tmp_path / "out2"), "--kb", str(bad), env=env)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "bad.yaml: entry #1 (id a): missing answer" in r.stderr

@@ -315,7 +315,7 @@ def test_pins_inside_every_micro_grid(router):
     from shapely.geometry import Polygon
 
     for a in grid.areas:
-        if not grid._children.get(a.id) and a.boundary:
+        if not grid.children(a.id) and a.boundary:
             c = Polygon(a.boundary).representative_point()
             assert router.route_point(c.y, c.x).area_id == a.id
 

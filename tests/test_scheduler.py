@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 
 from bot.app import Core
 from bot.cases import service
+from bot.cases.chase import ESCALATE_EVERY
 from bot.cases.models import Case, CaseEvent
 from bot.cases.transitions import Actor
 from bot.core_models import JobRun
@@ -94,7 +95,7 @@ async def test_it_walks_reminder_overdue_and_each_escalation_level_once(core, cl
     assert chats(await outbox(core, "overdue_assignee")) == [LI]
     assert chats(await outbox(core, "escalation")) == [ZHAO]
     c = await get_case(core, case_id)
-    assert c.was_overdue and c.chase_level == 2 and c.next_check_at == due + jobs.ESCALATE_EVERY
+    assert c.was_overdue and c.chase_level == 2 and c.next_check_at == due + ESCALATE_EVERY
 
     clock.now = due + timedelta(hours=23)
     await sweep(core)

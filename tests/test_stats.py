@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import stats
+from bot.areas.service import load_tree
 from bot.cases.models import Case
 from bot.outbox.models import OutboxMessage
 from scheduler.registry import run_job
@@ -75,7 +76,7 @@ async def built(core, clock):
 
 async def community(core, root: str) -> list[str]:
     async with core.sessionmaker() as s:
-        return (await stats.area_tree(session=s)).subtree(root)
+        return (await load_tree(session=s)).subtree(root)
 
 
 async def test_figures_of_a_community(core, built):

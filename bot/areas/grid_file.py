@@ -44,6 +44,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from bot.areas.tree import AreaTree
+
 __all__ = [
     "AreaSpec",
     "CategorySpec",
@@ -125,15 +127,12 @@ class GridSpec:
     # where the grid lies, e.g. 福建省漳州市芗城区 (optional; the router infers it when absent)
     region: str | None = None
     _by_id: dict = field(init=False, repr=False, compare=False)
-    _children: dict = field(init=False, repr=False, compare=False)
+    tree: AreaTree = field(init=False, repr=False, compare=False)  # the walks up and down
 
     def __post_init__(self) -> None:
         by_id = {a.id: a for a in self.areas}
-        children: dict[str | None, list[AreaSpec]] = {}
-        for a in self.areas:
-            children.setdefault(a.parent_id, []).append(a)
         object.__setattr__(self, "_by_id", by_id)
-        object.__setattr__(self, "_children", {k: tuple(v) for k, v in children.items()})
+        object.__setattr__(self, "tree", AreaTree.of_spec(self.areas))
 
     # -- tree helpers
     def area(self, area_id: str) -> AreaSpec:
@@ -147,30 +146,21 @@ class GridSpec:
         return area_id in self._by_id
 
     def roots(self) -> tuple[AreaSpec, ...]:
-        return self._children.get(None, ())
+        return tuple(self._by_id[x] for x in self.tree.roots())
 
     def children(self, area_id: str) -> tuple[AreaSpec, ...]:
         self.area(area_id)
-        return self._children.get(area_id, ())
+        return tuple(self._by_id[x] for x in self.tree.children(area_id))
 
     def ancestors(self, area_id: str) -> tuple[AreaSpec, ...]:
         """Ancestors of the area, nearest first (the area itself not included)."""
-        out = []
-        a = self.area(area_id)
-        while a.parent_id is not None:
-            a = self._by_id[a.parent_id]
-            out.append(a)
-        return tuple(out)
+        self.area(area_id)
+        return tuple(self._by_id[x] for x in self.tree.ancestors(area_id))
 
     def subtree(self, area_id: str) -> tuple[AreaSpec, ...]:
         """The area and all its descendants, parents before children."""
-        out = []
-        stack = [self.area(area_id)]
-        while stack:
-            a = stack.pop()
-            out.append(a)
-            stack.extend(reversed(self._children.get(a.id, ())))
-        return tuple(out)
+        self.area(area_id)
+        return tuple(self._by_id[x] for x in self.tree.subtree(area_id))
 
     def category(self, category_id: str) -> CategorySpec:
         for c in self.categories:

@@ -282,16 +282,14 @@ class Router:
     """Built once from a GridSpec; all queries are read-only and thread-safe."""
 
     def __init__(self, grid: GridSpec, *, threshold: float = ADDRESS_THRESHOLD, gazetteer: bool = True):
-        from bot.areas.tree import AreaTree
-
         self.grid = grid
         self.threshold = threshold
-        self.tree = AreaTree.of_spec(grid.areas)
         self._areas = {a.id: a for a in grid.areas}
         self._depth = {a.id: a.level for a in grid.areas}
         self._order = {a.id: a.order for a in grid.areas}
+        self.tree = grid.tree
         self._ancestors = {a.id: self.tree.ancestors(a.id) for a in grid.areas}
-        self._has_children = {a.parent_id for a in grid.areas if a.parent_id}
+        self._has_children = {a.id for a in grid.areas if self.tree.children(a.id)}
         self._build_point_index()
         self._build_terms()
         self._build_categories()
@@ -303,8 +301,7 @@ class Router:
 
     # ------------------------------------------------------------------ tree helpers
     def assignee_for(self, area_id: str | None) -> int | None:
-        """Captain of the deepest area with a captain from ``area_id`` up; failing that the
-        first supervisor up the tree; None when the area is unknown or nobody is set."""
+        """Who is responsible for the area: the one rule, AreaTree.responsible_for."""
         return self.tree.responsible_for(area_id)
 
     def supervisor_for(self, area_id: str | None) -> int | None:

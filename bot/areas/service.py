@@ -1,4 +1,5 @@
-"""The grid in the database: import from a GridSpec, read back as a GridSpec for routing."""
+"""The grid in the database: import from a GridSpec, read back as a GridSpec for routing or as the
+area tree everything else asks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.grid_file import AreaSpec, CategorySpec, GridSpec
 from bot.areas.models import Area, Category
+from bot.areas.tree import AreaTree
 from bot.people.service import ensure_person
 
 _AREA_COLUMNS = {"id": "id", "name": "name", "aliases": "aliases", "parent_id": "parent_id", "level": "level",
@@ -119,6 +121,15 @@ async def build_router(*, session: AsyncSession):
     from bot.areas.routing import Router
 
     return Router(await load_spec(session=session))
+
+
+async def load_tree(*, session: AsyncSession, include_retired: bool = True) -> AreaTree:
+    """The area tree from the database. Retired areas are in it by default: old cases still name
+    them (a retired area has nobody responsible, so the walk up passes it by)."""
+    q = select(Area)
+    if not include_retired:
+        q = q.where(Area.retired.is_(False))
+    return AreaTree.of_rows((await session.execute(q)).scalars())
 
 
 async def area_count(*, session: AsyncSession) -> int:

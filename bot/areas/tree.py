@@ -20,13 +20,19 @@ class Node:
     order: int = 0
     captain: int | None = None
     supervisor: int | None = None
+    retired: bool = False
 
 
 class AreaTree:
-    """Areas by id, their children in display order, and walks up and down."""
+    """Areas by id, their children in display order, and walks up and down.
 
-    def __init__(self, nodes: Iterable[Node]) -> None:
+    `areas` maps each id to what the tree was built from (an `Area` row, an `AreaSpec`), for
+    callers that need more than the tree's own fields (a boundary, the extra columns).
+    """
+
+    def __init__(self, nodes: Iterable[Node], sources: dict | None = None) -> None:
         self.nodes: dict[str, Node] = {n.id: n for n in nodes}
+        self.areas: dict[str, object] = sources if sources is not None else dict(self.nodes)
         kids: dict[str | None, list[Node]] = {}
         for n in sorted(self.nodes.values(), key=lambda n: (n.order, n.id)):
             # an area whose parent is not in the tree (retired, filtered out) is a root
@@ -36,13 +42,16 @@ class AreaTree:
     @classmethod
     def of_spec(cls, areas: Iterable) -> AreaTree:
         """From a grid file's AreaSpecs."""
-        return cls(Node(a.id, a.name, a.parent_id, a.level, a.order, a.captain, a.supervisor) for a in areas)
+        areas = list(areas)
+        return cls((Node(a.id, a.name, a.parent_id, a.level, a.order, a.captain, a.supervisor) for a in areas),
+                   {a.id: a for a in areas})
 
     @classmethod
     def of_rows(cls, areas: Iterable) -> AreaTree:
         """From `Area` rows."""
-        return cls(Node(a.id, a.name, a.parent_id, a.level, a.sort_order, a.captain_id, a.supervisor_id)
-                   for a in areas)
+        areas = list(areas)
+        return cls((Node(a.id, a.name, a.parent_id, a.level, a.sort_order, a.captain_id, a.supervisor_id,
+                         bool(a.retired)) for a in areas), {a.id: a for a in areas})
 
     def __contains__(self, area_id: object) -> bool:
         return area_id in self.nodes
@@ -119,7 +128,7 @@ class AreaTree:
         chain = self.chain(area_id)
         return sep.join(n.name for n in reversed(chain)) if chain else "—"
 
-    def at_level(self, root: str | None, level: int) -> list[str]:
+    def rows_for(self, root: str | None, level: int) -> list[str]:
         """The areas a breakdown shows under `root` (None = the whole tree): those at `level`,
         or `root` itself when it is at or below that level."""
         r = self.get(root)
@@ -133,7 +142,7 @@ class AreaTree:
         """Each supervisor's topmost areas (an area inside another of theirs is left out)."""
         mine: dict[int, list[str]] = {}
         for n in self.nodes.values():
-            if n.supervisor is not None:
+            if n.supervisor is not None and not n.retired:
                 mine.setdefault(n.supervisor, []).append(n.id)
         out = {}
         for sup, ids in mine.items():

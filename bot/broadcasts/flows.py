@@ -132,8 +132,9 @@ async def progress_tick(sessionmaker, now: datetime, touched: set[int]) -> bool:
                 _last_edit.pop(bid, None)
                 if chat:
                     text = summary_text(t, bc, counts, now)
-                    s.add(OutboxMessage(**_edit_row(chat, progress_ref(bid), text, now)))
-                    # an edit makes no sound: the summary also arrives as a message of its own
+                    # the progress message says it is over; the summary comes once, as a message of
+                    # its own (an edit makes no sound)
+                    s.add(OutboxMessage(**_edit_row(chat, progress_ref(bid), t("bc.progress_over", id=bid), now)))
                     await enqueue(session=s, msg=Outgoing(chat_id=chat, text=text), kind=MessageKind.BC_DONE, now=now,
                                   dedupe_key=f"bc:{bid}:done")
                     queued = True
@@ -178,6 +179,13 @@ def broadcast_cli_main(settings, *, text: str, audience: str = "all", photo: str
         try:
             async with make_sessionmaker(engine)() as s, s.begin():
                 now = utcnow()
+                if audience.startswith("area:"):
+                    from bot.areas.models import Area
+
+                    area = await s.get(Area, audience[5:])
+                    if area is None or area.retired:
+                        echo(f"gridbot: no area {audience[5:]!r} in the grid (the ids are in `gridbot grid show`)")
+                        return 2
                 n = await service.count(session=s, audience=audience)
                 if not yes:
                     echo(f"{n} recipients; add --yes to send")

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.models import Area
+from bot.areas.service import load_tree
 from bot.broadcasts.models import Broadcast
 from bot.cases.models import Case
 from bot.outbox.kinds import MessageKind
@@ -33,22 +34,6 @@ def _workers():
     live = Area.retired.is_(False)
     return union(select(Area.captain_id.label("id")).where(live, Area.captain_id.is_not(None)),
                  select(Area.supervisor_id.label("id")).where(live, Area.supervisor_id.is_not(None))).subquery()
-
-
-async def subtree_ids(*, session: AsyncSession, area_id: str) -> list[str]:
-    rows = (await session.execute(select(Area.id, Area.parent_id).where(Area.retired.is_(False)))).all()
-    kids: dict[str | None, list[str]] = {}
-    for r in rows:
-        kids.setdefault(r.parent_id, []).append(r.id)
-    out, stack, seen = [], [area_id], set()
-    while stack:
-        a = stack.pop()
-        if a in seen:
-            continue
-        seen.add(a)
-        out.append(a)
-        stack.extend(kids.get(a, []))
-    return out if any(r.id == area_id for r in rows) else []
 
 
 async def recipients(*, session: AsyncSession, audience: str) -> list[tuple[int, str | None]]:
@@ -69,7 +54,7 @@ async def recipients(*, session: AsyncSession, audience: str) -> list[tuple[int,
     elif audience == "groups":
         out = [(int(i), None) for i in (await session.execute(groups.order_by(GroupChat.id))).scalars()]
     elif audience.startswith("area:"):
-        ids = await subtree_ids(session=session, area_id=audience[5:])
+        ids = (await load_tree(session=session, include_retired=False)).subtree(audience[5:])
         if not ids:
             return []
         staff = select(Area.captain_id).where(Area.id.in_(ids), Area.captain_id.is_not(None)).union(
@@ -137,17 +122,3 @@ async def progress_edit_waiting(*, session: AsyncSession, chat_id: int, ref: str
         OutboxMessage.chat_id == chat_id, OutboxMessage.kind == MessageKind.BC_PROGRESS,
         OutboxMessage.status.in_(("pending", "in_flight", "sending")))
     return (await session.execute(q)).scalar_one() > 0
-
-
-async def children(*, session: AsyncSession, parent_id: str | None) -> list[Area]:
-    q = select(Area).where(Area.retired.is_(False), Area.parent_id.is_(None) if parent_id is None
-                           else Area.parent_id == parent_id).order_by(Area.sort_order, Area.id)
-    return list((await session.execute(q)).scalars())
-
-
-async def has_children(*, session: AsyncSession, area_ids: list[str]) -> set[str]:
-    if not area_ids:
-        return set()
-    q = select(Area.parent_id).where(Area.parent_id.in_(area_ids), Area.retired.is_(False)).distinct()
-    return {p for p in (await session.execute(q)).scalars()}
-

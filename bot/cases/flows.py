@@ -1,139 +1,221 @@
-"""What each case change tells whom: renders notifications into the outbox.
+"""The use cases of a case: report, accept, resolve, transfer, close, reopen, confirm, rate, withdraw.
 
-Handlers and scheduled jobs call these after a move, inside the same transaction.
+Each is one keyword-only function that a handler (or the web desk, or a scheduled job) calls
+inside its unit of work. It makes the move through `transitions.apply` (which checks the
+actor's right to act), starts or stops the case's clocks, writes the history row and the
+outbox rows for everyone else who must hear of it, and returns what happened. It never
+commits and never answers the actor: the caller replies and commits once.
+
+A refused move raises `TransitionError` (its `reason` is a catalog key), whatever the
+transport the request came through.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.areas.models import Area, Category
-from bot.cases import service
-from bot.cases.models import Case
-from bot.i18n import Safe, Texts, escape
+from bot.areas.models import Category
+from bot.areas.service import load_tree
+from bot.cases import messages, service
+from bot.cases.models import Case, CasePhoto
+from bot.cases.transitions import MOVES, Actor, Event, IllegalMove, NotAllowed, TransitionError, may
 from bot.notify import notify
 from bot.outbox.kinds import MessageKind
-from bot.people.models import Person
-from bot.transport.base import Button, Location
+from bot.transport.base import Button
 
 
-def fmt_time(dt: datetime | None, tz) -> str:
-    return dt.astimezone(tz).strftime("%m-%d %H:%M") if dt else "—"
+@dataclass
+class Draft:
+    """What a resident has told the report conversation so far."""
+
+    category_id: str
+    description: str
+    area_id: str
+    address: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    photos: list[str] = field(default_factory=list)
+    share_contact: bool = False
 
 
-async def names(session: AsyncSession, case: Case) -> tuple[Category | None, Area | None]:
-    return await session.get(Category, case.category_id), (await session.get(Area, case.area_id) if case.area_id else None)
+@dataclass
+class Outcome:
+    case: Case
+    event: Event
+    assignee_changed: bool = False
 
 
-def category_name(t: Texts, cat: Category | None) -> str:
-    if cat is None:
-        return "—"
-    return (cat.name_en or cat.name) if t.lang == "en" else cat.name
+def check(*, case: Case, action: str, actor: Actor) -> None:
+    """Would `action` be allowed now? For conversations that ask for a note before the move,
+    so a forged or stale button is refused before anything is asked."""
+    if not may(case, action, actor):
+        raise NotAllowed(f"{actor.id} may not {action} case {case.id}")
+    if (case.status, action) not in MOVES:
+        raise IllegalMove(f"{action} not allowed from {case.status}")
 
 
-def status_name(t: Texts, case: Case, now: datetime | None = None) -> str:
-    key = case.status
-    if now is not None and case.status in ("new", "accepted", "reopened") and case.deadline_at and case.deadline_at < now:
-        return t(f"status.{key}") + t("status.overdue_suffix")
-    return t(f"status.{key}")
+async def actor_for(*, session: AsyncSession, case: Case, user_id: int, is_admin: bool) -> Actor:
+    return await service.actor_for(session=session, case=case, user_id=user_id, is_admin=is_admin)
 
 
-def place_text(case: Case, area: Area | None) -> str:
-    parts = [area.name if area else ""]
-    if case.address and (area is None or case.address != area.name):
-        parts.append(case.address)
-    return " · ".join(p for p in parts if p) or "—"
+async def _category(session: AsyncSession, case: Case) -> Category | None:
+    return await session.get(Category, case.category_id)
 
 
-def task_buttons(t: Texts, case: Case) -> list[list[Button]]:
-    rows = [[Button(t("btn.accept"), f"c:acc:{case.id}"), Button(t("btn.resolve"), f"c:res:{case.id}")],
-            [Button(t("btn.transfer"), f"c:tr:{case.id}")]]
-    if not case.share_contact:
-        rows[1].append(Button(t("btn.message_resident"), f"c:msg:{case.id}"))
-    rows[1].append(Button(t("btn.more"), f"c:more:{case.id}"))
-    if case.status == "accepted":
-        rows[0] = [Button(t("btn.resolve"), f"c:res:{case.id}")]
-    return rows
+# --- the resident's side ----------------------------------------------------------------------------
 
 
-async def task_text(session: AsyncSession, t: Texts, case: Case, tz, header: str, note: str = "") -> str:
-    cat, area = await names(session, case)
-    contact = t("cases.contact_hidden")
-    if case.share_contact:
-        rep = await session.get(Person, case.reporter_id)
-        if rep is not None:
-            handle = f" @{rep.username}" if rep.username else ""
-            contact = escape(f"{rep.name}{handle}")
-    lines = [t(f"cases.task_header_{header}", ref=case.ref),
-             t("cases.field_category", value=category_name(t, cat)),
-             t("cases.field_place", value=place_text(case, area)),
-             t("cases.field_description", value=case.description or "—"),
-             t("cases.field_deadline", value=fmt_time(case.deadline_at, tz)),
-             t("cases.field_reporter", value=Safe(contact))]
-    if case.reporter_count and case.reporter_count > 1:
-        lines.append(t("cases.field_reporter_count", n=case.reporter_count))
-    if note:
-        lines.append(t("cases.field_note", value=note))
-    return "\n".join(lines)
+async def submit_report(*, session: AsyncSession, reporter_id: int, chat_id: int, draft: Draft, now: datetime, tz,
+                        language: str) -> Outcome:
+    """A new case, assigned to whoever is responsible for its area, with its task pushed to them."""
+    case = await service.create(
+        session=session, now=now, tz=tz, reporter_id=reporter_id, report_chat_id=chat_id,
+        category_id=draft.category_id, description=draft.description, photos=list(draft.photos),
+        address=draft.address, lat=draft.lat, lon=draft.lon, area_id=draft.area_id,
+        share_contact=draft.share_contact, language=language)
+    await messages.push_task(session=session, now=now, case=case, tz=tz)
+    return Outcome(case, Event("report", case.id, reporter_id, "", "new"), assignee_changed=True)
 
 
-async def push_task(*, session: AsyncSession, now: datetime, case: Case, tz, header: str = "new", note: str = "",
-                    to: int | None = None) -> None:
-    """The task message to the assignee: photos, the pin, the text with its buttons."""
-    chat = to or case.assignee_id
-    if chat is None:
-        return
-    t = Texts((await _lang(session, chat)))
-    text = await task_text(session, t, case, tz, header, note)
-    photos = await service.photos_of(session=session, case_id=case.id)
-    if case.lat is not None and case.lon is not None:
-        await notify(session=session, now=now, chat_id=chat, kind=MessageKind.CASE_LOCATION, render=lambda _t: "",
-                     location=Location(case.lat, case.lon), lang=t.lang)
-    await notify(session=session, now=now, chat_id=chat, kind=MessageKind.task(header), render=lambda _t: text,
-                 buttons=lambda _t: task_buttons(t, case), photos=photos, lang=t.lang)
+async def me_too(*, session: AsyncSession, case: Case, user_id: int, now: datetime) -> bool:
+    """Another resident has the same problem: they follow the case from now on. False if they
+    already did (or reported it)."""
+    return await service.subscribe(session=session, case=case, user_id=user_id, now=now)
 
 
-async def _lang(session: AsyncSession, user_id: int) -> str:
-    from bot.notify import language_of
-
-    return language_of(await session.get(Person, user_id))
-
-
-async def tell_followers(*, session: AsyncSession, now: datetime, case: Case, key: str, kind: MessageKind,
-                         buttons_for_reporter=None, photos: list[str] | None = None, **params) -> None:
-    cat, area = await names(session, case)
-    for uid in await service.followers(session=session, case=case):
-        await notify(
-            session=session, now=now, chat_id=uid, kind=kind,
-            render=lambda t: t(key, ref=case.ref, category=category_name(t, cat), place=place_text(case, area),
-                               **params),
-            buttons=buttons_for_reporter if uid == case.reporter_id else None,
-            photos=photos,
-        )
+async def confirm(*, session: AsyncSession, case: Case, actor: Actor, now: datetime) -> Outcome:
+    ev = await service.move(session=session, case=case, action="confirm", actor=actor, now=now)
+    case.next_check_at = None
+    if case.assignee_id:
+        await notify(session=session, now=now, chat_id=case.assignee_id, kind=MessageKind.CASE_CONFIRMED,
+                     render=lambda t: t("cases.confirmed_worker", ref=case.ref))
+    return Outcome(case, ev)
 
 
-def resolved_buttons(case: Case):
-    return lambda t: [[Button(t("btn.confirm"), f"c:ok:{case.id}"), Button(t("btn.not_fixed"), f"c:no:{case.id}")]]
-
-
-def rating_buttons(case: Case):
-    return lambda t: [[Button("⭐" * n, f"c:rate:{case.id}:{n}") for n in (1, 2, 3)],
-                      [Button("⭐" * n, f"c:rate:{case.id}:{n}") for n in (4, 5)]]
-
-
-async def after_resolve(*, session: AsyncSession, now: datetime, case: Case) -> None:
-    photos = [case.resolution_photo] if case.resolution_photo else None
-    await tell_followers(session=session, now=now, case=case, key="cases.resolved_notice", kind=MessageKind.CASE_RESOLVED,
-                         buttons_for_reporter=resolved_buttons(case), photos=photos,
-                         note=case.resolution_note or "—")
-
-
-async def after_reopen(*, session: AsyncSession, now: datetime, case: Case, tz, reason: str) -> None:
-    await push_task(session=session, now=now, case=case, tz=tz, header="reopened", note=reason)
+async def reopen(*, session: AsyncSession, case: Case, actor: Actor, now: datetime, tz, reason: str) -> Outcome:
+    """Not fixed: back to the assignee with a new deadline, and the nearest supervisor is told."""
+    ev = await service.move(session=session, case=case, action="reopen", actor=actor, now=now, note=reason)
+    service.start_clock(case, await _category(session, case), now, tz)
+    await messages.push_task(session=session, now=now, case=case, tz=tz, header="reopened", note=reason)
     sups = await service.supervisors_above(session=session, area_id=case.area_id)
     for sup in sups[:1]:
         if sup != case.assignee_id:
             await notify(session=session, now=now, chat_id=sup, kind=MessageKind.CASE_REOPENED_SUPERVISOR,
                          render=lambda t: t("cases.reopened_supervisor", ref=case.ref, reason=reason or "—"))
+    return Outcome(case, ev)
+
+
+async def rate(*, session: AsyncSession, case: Case, actor: Actor, now: datetime, stars: int) -> Outcome:
+    ev = await service.move(session=session, case=case, action="rate", actor=actor, now=now, note=str(stars),
+                            rating=stars)
+    return Outcome(case, ev)
+
+
+async def withdraw(*, session: AsyncSession, case: Case, actor: Actor, now: datetime, note: str) -> Outcome:
+    ev = await service.move(session=session, case=case, action="withdraw", actor=actor, now=now, note=note)
+    case.next_check_at = None
+    if case.assignee_id:
+        await notify(session=session, now=now, chat_id=case.assignee_id, kind=MessageKind.CASE_WITHDRAWN,
+                     render=lambda t: t("cases.withdrawn_worker", ref=case.ref))
+    return Outcome(case, ev)
+
+
+# --- the worker's side ------------------------------------------------------------------------------
+
+
+async def accept(*, session: AsyncSession, case: Case, actor: Actor, now: datetime) -> Outcome:
+    ev = await service.move(session=session, case=case, action="accept", actor=actor, now=now)
+    await messages.tell_followers(session=session, now=now, case=case, key="cases.accepted_notice",
+                                  kind=MessageKind.CASE_ACCEPTED)
+    return Outcome(case, ev)
+
+
+async def resolve(*, session: AsyncSession, case: Case, actor: Actor, now: datetime, note: str,
+                  photo: str | None, auto_close_after: timedelta) -> Outcome:
+    """Fixed: the followers are asked to confirm; unconfirmed, the case closes itself later."""
+    ev = await service.move(session=session, case=case, action="resolve", actor=actor, now=now, note=note)
+    if photo:
+        case.resolution_photo = photo
+        session.add(CasePhoto(case_id=case.id, file_id=photo, kind="resolution"))
+    case.next_check_at = now + auto_close_after
+    await messages.tell_followers(session=session, now=now, case=case, key="cases.resolved_notice",
+                                  kind=MessageKind.CASE_RESOLVED, buttons_for_reporter=messages.resolved_buttons(case),
+                                  photos=[photo] if photo else None, note=case.resolution_note or "—")
+    return Outcome(case, ev)
+
+
+async def transfer(*, session: AsyncSession, case: Case, actor: Actor, now: datetime, tz, reason: str,
+                   area_id: str | None = None, to: int | None = None) -> Outcome:
+    """To another area (its responsible person takes it) or straight to a person; the clock
+    starts over for the new assignee."""
+    old_assignee = case.assignee_id
+    ev = await service.move(session=session, case=case, action="transfer", actor=actor, now=now, note=reason)
+    if area_id is not None:
+        case.area_id = area_id
+        case.assignee_id = (await load_tree(session=session)).responsible_for(area_id)
+    else:
+        case.assignee_id = to
+    case.assigned_at = now
+    service.start_clock(case, await _category(session, case), now, tz)
+    changed = bool(case.assignee_id and case.assignee_id != old_assignee)
+    if changed:
+        await messages.push_task(session=session, now=now, case=case, tz=tz, header="transferred", note=reason)
+    await messages.tell_followers(session=session, now=now, case=case, key="cases.transferred_notice",
+                                  kind=MessageKind.CASE_TRANSFERRED)
+    return Outcome(case, ev, assignee_changed=changed)
+
+
+async def close(*, session: AsyncSession, case: Case, actor: Actor, now: datetime, note: str,
+                duplicate_of: Case | None = None) -> Outcome:
+    """An honest end: cannot be fixed (with a reason), or a duplicate of another case (whose
+    followers it joins)."""
+    action = "mark_duplicate" if duplicate_of is not None else "close_unresolved"
+    ev = await service.move(session=session, case=case, action=action, actor=actor, now=now, note=note)
+    case.next_check_at = None
+    if duplicate_of is not None:
+        case.duplicate_of = duplicate_of.id
+        for uid in await service.followers(session=session, case=case):
+            await service.subscribe(session=session, case=duplicate_of, user_id=uid, now=now)
+        key, kind = "cases.duplicate_notice", MessageKind.CASE_MARK_DUPLICATE
+    else:
+        key, kind = "cases.closed_unresolved_notice", MessageKind.CASE_CLOSE_UNRESOLVED
+    await messages.tell_followers(session=session, now=now, case=case, key=key, kind=kind, reason=note)
+    return Outcome(case, ev)
+
+
+async def auto_close(*, session: AsyncSession, case: Case, now: datetime, days: int) -> int:
+    """Resolved and neither confirmed nor reopened within `days`: closed by the system, the
+    followers told once each (the reporter can still rate). Returns how many were told."""
+    await service.move(session=session, case=case, action="auto_close", actor=Actor.system(), now=now)
+    case.next_check_at = None
+    cat = await _category(session, case)
+    told = 0
+    for uid in await service.followers(session=session, case=case):
+        key = f"autoclose:{case.id}" if uid == case.reporter_id else f"autoclose:{case.id}:{uid}"
+        told += await notify(
+            session=session, now=now, chat_id=uid, kind=MessageKind.AUTO_CLOSED, dedupe_key=key,
+            render=lambda t: t("sched.auto_closed", ref=case.ref, category=messages.category_name(t, cat), days=days),
+            buttons=messages.rating_buttons(case) if uid == case.reporter_id else None)
+    return told
+
+
+async def relay(*, session: AsyncSession, case: Case, sender_id: int, to: int, from_worker: bool, text: str,
+                now: datetime) -> None:
+    """A message between the worker and the resident through the bot, kept in the history."""
+    ref = case.ref
+    if from_worker:
+        await notify(session=session, now=now, chat_id=to, kind=MessageKind.RELAY_TO_RESIDENT,
+                     render=lambda t: t("work.relay_from_worker", ref=ref, text=text),
+                     buttons=lambda t: [[Button(t("btn.reply"), f"rr:{case.id}")]])
+    else:
+        await notify(session=session, now=now, chat_id=to, kind=MessageKind.RELAY_TO_WORKER,
+                     render=lambda t: t("work.relay_from_resident", ref=ref, text=text),
+                     buttons=lambda t: [[Button(t("btn.reply"), f"c:msg:{case.id}")]])
+    service.record(session, Event("message", case.id, sender_id, case.status, case.status, note=text[:200]), now)
+
+
+__all__ = ["Draft", "Outcome", "TransitionError", "accept", "actor_for", "auto_close", "check", "close", "confirm", "me_too", "rate",
+           "relay", "reopen", "resolve", "submit_report", "transfer", "withdraw"]

@@ -9,7 +9,8 @@ from sqlalchemy import case as sql_case
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.areas.models import Area, Category
+from bot.areas.models import Category
+from bot.areas.service import load_tree
 from bot.cases.deadlines import deadline, reminder_at
 from bot.cases.models import Case, CaseEvent, CasePhoto, CaseSubscriber
 from bot.cases.transitions import OPEN, Actor, Event, apply
@@ -28,39 +29,14 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * r * math.asin(math.sqrt(a))
 
 
-async def area_chain(*, session: AsyncSession, area_id: str | None) -> list[Area]:
-    """The area and its ancestors, nearest first."""
-    chain: list[Area] = []
-    seen: set[str] = set()
-    while area_id and area_id not in seen:
-        seen.add(area_id)
-        a = await session.get(Area, area_id)
-        if a is None:
-            break
-        chain.append(a)
-        area_id = a.parent_id
-    return chain
-
-
 async def assignee_for(*, session: AsyncSession, area_id: str | None) -> int | None:
-    """The captain of the deepest area with one; failing that the first supervisor up the tree."""
-    chain = await area_chain(session=session, area_id=area_id)
-    for a in chain:
-        if a.captain_id:
-            return a.captain_id
-    for a in chain:
-        if a.supervisor_id:
-            return a.supervisor_id
-    return None
+    """Who is responsible for the area (AreaTree.responsible_for)."""
+    return (await load_tree(session=session)).responsible_for(area_id)
 
 
 async def supervisors_above(*, session: AsyncSession, area_id: str | None) -> list[int]:
     """Supervisors from the case's area up to the root, nearest first, without repeats."""
-    out: list[int] = []
-    for a in await area_chain(session=session, area_id=area_id):
-        if a.supervisor_id and a.supervisor_id not in out:
-            out.append(a.supervisor_id)
-    return out
+    return (await load_tree(session=session)).supervisors_above(area_id)
 
 
 async def actor_for(*, session: AsyncSession, case: Case, user_id: int, is_admin: bool) -> Actor:

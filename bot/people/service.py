@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,11 +44,20 @@ async def roles_of(*, session: AsyncSession, person: Person, settings) -> Roles:
     )
 
 
+SEEN_EVERY = timedelta(hours=1)
+
+
 async def seen(*, session: AsyncSession, user: User, now: datetime, private: bool) -> Person:
+<<<<<<< HEAD
     """The person behind an update, created on first contact, refreshed on every one."""
     # cut to the columns: Telegram's own limits are shorter, but nothing checks what arrives
     name, username = user.full_name[:200], (user.username or "")[:64] or None
     language = (user.language_code or "")[:16] or None
+=======
+    """The person behind an update, created on first contact, refreshed on every one. Fields are
+    assigned their current values, so the row is written only when something changed (the ORM
+    compares with what it loaded), and last_seen_at moves on at most once an hour."""
+>>>>>>> main
     p = await session.get(Person, user.id)
     if p is None:
         p = Person(id=user.id, name=name, username=username, tg_language=language,
@@ -64,7 +73,9 @@ async def seen(*, session: AsyncSession, user: User, now: datetime, private: boo
             # writing to the bot again means they unblocked it
             p.is_active = True
             p.has_chatted = True
-    p.last_seen_at = now
+    if p.last_seen_at is None or now - p.last_seen_at >= SEEN_EVERY or now < p.last_seen_at:
+        # to the hour: writing it on every update would make every update write the person row
+        p.last_seen_at = now
     return p
 
 

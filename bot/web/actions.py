@@ -7,12 +7,12 @@ the caller's one transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.models import Area, Category
-from bot.cases import flows, service
+from bot.cases import flows, messages, service
 from bot.cases.deadlines import reminder_at
 from bot.cases.models import Case
 from bot.cases.transitions import OPEN, Event, NotAllowed, TransitionError
@@ -51,20 +51,11 @@ async def transfer(*, session: AsyncSession, now: datetime, tz, case: Case, user
     area = await session.get(Area, area_id) if area_id else None
     if area is None or area.retired:
         raise ActionError("web.err_no_area")
-    old_assignee = case.assignee_id
     try:
-        await service.move(session=session, case=case, action="transfer",
-                           actor=await _actor(session, case, user_id, is_admin), now=now, note=reason)
+        await flows.transfer(session=session, case=case, actor=await _actor(session, case, user_id, is_admin),
+                             now=now, tz=tz, reason=reason, area_id=area.id)
     except TransitionError as e:
         raise ActionError(e.reason) from None
-    case.area_id = area.id
-    case.assignee_id = await service.assignee_for(session=session, area_id=case.area_id)
-    case.assigned_at = now
-    service.start_clock(case, await session.get(Category, case.category_id), now, tz)
-    if case.assignee_id and case.assignee_id != old_assignee:
-        await flows.push_task(session=session, now=now, case=case, tz=tz, header="transferred", note=reason)
-    await flows.tell_followers(session=session, now=now, case=case, key="cases.transferred_notice",
-                               kind=MessageKind.CASE_TRANSFERRED)
 
 
 async def add_note(*, session: AsyncSession, now: datetime, case: Case, user_id: int, is_admin: bool,
@@ -88,8 +79,6 @@ async def extend_deadline(*, session: AsyncSession, now: datetime, tz, case: Cas
         raise ActionError(NotAllowed.reason)
     if case.status not in OPEN:
         raise ActionError("cases.err_illegal_move")
-    from datetime import timedelta
-
     base = max(case.deadline_at or now, now)
     case.deadline_at = base + timedelta(hours=hours)
     case.updated_at = now
@@ -99,6 +88,6 @@ async def extend_deadline(*, session: AsyncSession, now: datetime, tz, case: Cas
     service.record(session, Event("extend", case.id, user_id, case.status, case.status,
                                   note=f"+{hours:g}h → {case.deadline_at.astimezone(tz):%m-%d %H:%M} · {reason}"), now)
     if case.assignee_id:
-        deadline = flows.fmt_time(case.deadline_at, tz)
+        deadline = messages.fmt_time(case.deadline_at, tz)
         await notify(session=session, now=now, chat_id=case.assignee_id, kind=MessageKind.CASE_EXTENDED,
                      render=lambda t: t("web.extended_notice", ref=case.ref, deadline=deadline, reason=reason))

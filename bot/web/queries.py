@@ -76,9 +76,9 @@ async def overview(*, session: AsyncSession, viewer: Viewer, now: datetime, tz) 
                ).where(scope, Case.status.in_(OPEN))
     row = (await session.execute(q)).one()
     out.open, out.overdue = int(row.open or 0), int(row.overdue or 0)
+    # resolved today: on cases reported since today - LOOKBACK (the created_at index), as bot.stats
     q = select(_n(and_(Case.resolved_at >= today, Case.status.in_(FIXED))).label("resolved"),
-               _n(Case.created_at >= today).label("new")).where(
-        scope, (Case.resolved_at >= today) | (Case.created_at >= today))
+               _n(Case.created_at >= today).label("new")).where(scope, Case.created_at >= today - stats.LOOKBACK)
     row = (await session.execute(q)).one()
     out.resolved_today, out.new_today = int(row.resolved or 0), int(row.new or 0)
     # 2. 三率 per community and grid over the last RATES_DAYS (bot.stats, grouped by area)
@@ -269,6 +269,7 @@ async def unanswered(*, session: AsyncSession, limit: int = 50) -> list:
     return (await session.execute(
         select(UnansweredQuestion.normalized, func.count().label("n"), func.max(UnansweredQuestion.query).label("query"),
                func.max(UnansweredQuestion.at).label("last"))
+        .where(UnansweredQuestion.kind != "answered", UnansweredQuestion.linked_entry.is_(None))
         .group_by(UnansweredQuestion.normalized).order_by(func.count().desc(), func.max(UnansweredQuestion.at).desc())
         .limit(limit))).all()
 

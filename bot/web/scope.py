@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import false, or_, select, true
+from sqlalchemy import false, or_, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.models import Area
+from bot.areas.service import load_tree
 from bot.areas.tree import AreaTree
 from bot.cases.models import Case
 from bot.people.models import Person
@@ -69,8 +70,8 @@ class Viewer:
 
 async def viewer_for(*, session: AsyncSession, person: Person, settings) -> Viewer:
     roles = await roles_of(session=session, person=person, settings=settings)
-    rows = {a.id: a for a in (await session.execute(select(Area).where(Area.retired.is_(False)))).scalars()}
-    tree = AreaTree.of_rows(rows.values())
+    tree = await load_tree(session=session, include_retired=False)
+    rows = tree.areas
     if roles.admin:
         areas = None
     else:

@@ -79,7 +79,9 @@ def _render(request: web.Request, name: str, status: int = 200, *, t: Texts, vie
         csrf=signer.csrf_token(session) if session else "", **ctx)
     resp = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
     resp.headers["Cache-Control"] = "no-store"
-    resp.headers["X-Frame-Options"] = "SAMEORIGIN"
+    # framed only by itself and Telegram's web clients (a Mini App opens in their iframe)
+    resp.headers["Content-Security-Policy"] = "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "same-origin"
     return resp
 
@@ -152,6 +154,8 @@ async def webapp_auth(request: web.Request) -> web.Response:
     async with core.sessionmaker() as s, s.begin():
         name = " ".join(p for p in (user.first_name, user.last_name) if p)
         person = await ensure_person(session=s, user_id=user.id, name=name, now=core.clock())
+        if person.tg_language is None and user.language_code:
+            person.tg_language = user.language_code  # the console speaks their Telegram language
         viewer = await viewer_for(session=s, person=person, settings=core.settings)
         if not viewer.allowed:
             return web.json_response({"ok": False, "reason": "not staff"}, status=403)
@@ -182,6 +186,10 @@ async def link_login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    sess = await _session_of(request)
+    form = await request.post()
+    if sess is not None and not signer_for(_core(request).settings).csrf_ok(sess, form.get("csrf")):
+        return _error(request, 403, "web.csrf")
     resp = web.Response(status=303, headers={"Location": PREFIX + "/app"})
     resp.del_cookie(COOKIE, path="/")
     return resp
