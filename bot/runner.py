@@ -155,13 +155,9 @@ class BotRunner:
             recovered = await core.recover()
             if recovered:
                 log.info("handling %d updates recorded before the last stop", recovered)
-<<<<<<< HEAD
-            log.info("%s", await summary(core, webhook=self.webhook))
-            self._sweeper = asyncio.create_task(self._sweep())
-=======
             if not self.webhook:  # webhook mode: once its server listens
                 log.info("%s", await summary(core, webhook=False))
->>>>>>> main
+            self._sweeper = asyncio.create_task(self._sweep())
             self.ready.set()
             if self.webhook:
                 await self._serve_webhook()

@@ -48,16 +48,12 @@ SEEN_EVERY = timedelta(hours=1)
 
 
 async def seen(*, session: AsyncSession, user: User, now: datetime, private: bool) -> Person:
-<<<<<<< HEAD
-    """The person behind an update, created on first contact, refreshed on every one."""
-    # cut to the columns: Telegram's own limits are shorter, but nothing checks what arrives
-    name, username = user.full_name[:200], (user.username or "")[:64] or None
-    language = (user.language_code or "")[:16] or None
-=======
     """The person behind an update, created on first contact, refreshed on every one. Fields are
     assigned their current values, so the row is written only when something changed (the ORM
     compares with what it loaded), and last_seen_at moves on at most once an hour."""
->>>>>>> main
+    # cut to the columns: Telegram's own limits are shorter, but nothing checks what arrives
+    name, username = user.full_name[:200], (user.username or "")[:64] or None
+    language = (user.language_code or "")[:16] or None
     p = await session.get(Person, user.id)
     if p is None:
         p = Person(id=user.id, name=name, username=username, tg_language=language,
