@@ -55,6 +55,7 @@ RECOVER_EVERY = 1.0  # seconds between looks for rows of dead processes
 # a row waiting to be retried holds its chat's later rows back for at most this long after it
 # was queued (then they go: one unreachable message does not keep the rest forever)
 ORDER_HOLD = timedelta(minutes=5)
+MARK_LEAD = 0.05  # seconds before its send slot a broadcast row is marked "sending"
 CLAIM_LOCK_ID = 0x67726F62  # PostgreSQL advisory lock taken by each claim transaction
 MAX_AGE = timedelta(hours=24)  # after retrying this long a message is given up
 FLUSH_EVERY = 0.2  # seconds between batched result writes
@@ -394,15 +395,22 @@ class OutboxDispatcher:
                 msg.method = "send"  # the message to edit was never sent: send it new
             else:
                 msg.chat_id, msg.message_id = ref.chat_id, ref.message_id
-        await self.limiter.acquire(msg.chat_id, strict=row.broadcast_id is not None)
         if row.broadcast_id is not None:
+            # the send slot first, then the mark, then the wait for the slot: the request leaves
+            # right at its slot, and only the rows about to go are "sending"
+            slot = await self.limiter.acquire(msg.chat_id, strict=True, sleep=False)
+            if slot is not None:
+                await self.limiter.until(slot - MARK_LEAD, late_ok=True)
             # from here until its result is written, a crash leaves this row "uncertain"
             if not await asyncio.shield(self._mark_sending(row.id)):
                 # our claim lapsed (this process stalled past its lease) and another took the
                 # row: it is theirs to send, not ours
                 return _Result(row.id, row.chat_id, row.broadcast_id, dict(status="lost"), extra={"lost": True})
+            await self.limiter.until(slot)
             await self._pace()
             await self.limiter.unpaused()  # last, right before the request: a 429 may have come meanwhile
+        else:
+            await self.limiter.acquire(msg.chat_id)
         now = self.clock()
         status, error, message_id, retry_at = "sent", None, None, None
         extra: dict[str, Any] = {}
