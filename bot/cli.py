@@ -78,7 +78,7 @@ def demo(
 
 @app.command()
 def broadcast(
-    text: str = typer.Option(..., "--text", help="the notice (Telegram HTML)"),
+    text: str = typer.Option(..., "--text", help="the notice, plain text: shown exactly as written (<, > and & too)"),
     audience: str = typer.Option("all", "--audience", help="all | residents | workers | groups | area:<id>"),
     photo: Optional[str] = typer.Option(None, "--photo", help="a Telegram file id"),
     author: Optional[int] = typer.Option(None, "--author", help="the admin it is sent for (default: the first)"),
@@ -92,7 +92,7 @@ def broadcast(
 @export_app.command("cases")
 def export_cases(
     fmt: str = typer.Option("csv", "--format", help="csv | xlsx"),
-    out: Optional[Path] = typer.Option(None, "--out", help="file to write (csv: stdout when omitted)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="file to write (default: stdout for csv, cases-YYYYMMDD-HHMM.xlsx for xlsx)"),
     since: Optional[str] = typer.Option(None, "--since", help="YYYY-MM-DD"),
     area: Optional[str] = typer.Option(None, "--area", help="an area id: its subtree"),
     status: Optional[str] = typer.Option(None, "--status"),
@@ -110,6 +110,7 @@ def broadcast_cli_main(settings, *, text: str, audience: str = "all", photo: str
     prints how many would get it. Progress goes to the author (default: the first admin id).
     Returns the exit code.
     """
+    from bot.areas.models import Area
     from bot.broadcasts import service
     from bot.broadcasts.flows import launch
     from bot.clock import utcnow
@@ -132,6 +133,11 @@ def broadcast_cli_main(settings, *, text: str, audience: str = "all", photo: str
         try:
             async with make_sessionmaker(engine)() as s, s.begin():
                 now = utcnow()
+                if audience.startswith("area:"):
+                    area = await s.get(Area, audience[5:])
+                    if area is None or area.retired:
+                        echo(f"gridbot: no area {audience[5:]!r} in the grid (the ids are in `gridbot grid show`)")
+                        return 2
                 n = await service.count(session=s, audience=audience)
                 if not yes:
                     echo(f"{n} recipients; add --yes to send")
@@ -159,20 +165,23 @@ def export_cli_main(settings, *, fmt: str = "csv", out: str | None = None, since
                     area: str | None = None, status: str | None = None, lang: str = "zh", echo=print) -> int:
     """`gridbot export cases --format csv|xlsx [--out FILE] [--since DATE] [--area ID] [--status S]`
 
-    Writes to FILE (default: stdout for CSV; XLSX needs --out). --since is YYYY-MM-DD in the
+    Writes to FILE (default: stdout for CSV, cases-YYYYMMDD-HHMM.xlsx for XLSX). --since is YYYY-MM-DD in the
     configured time zone; --area includes the area's whole subtree. Returns the exit code.
     """
     from bot.areas.service import load_tree
     from bot.clock import utcnow
     from bot.db import make_engine, make_sessionmaker
-    from bot.export import FORMATS, Filters, export
+    from bot.export import FORMATS, STATUSES, Filters, export
     from bot.i18n import Texts
 
     if fmt not in FORMATS:
         echo(f"gridbot: --format must be csv or xlsx, not {fmt!r}")
         return 2
     if fmt == "xlsx" and not out:
-        echo("gridbot: --format xlsx needs --out FILE")
+        # a spreadsheet is not for a terminal: a file named after the moment
+        out = f"cases-{utcnow().astimezone(settings.tz):%Y%m%d-%H%M}.xlsx"
+    if status and status not in STATUSES:
+        echo(f"gridbot: --status must be one of {', '.join(STATUSES)}, not {status!r}")
         return 2
     start = None
     if since:
@@ -245,17 +254,22 @@ def db_upgrade() -> None:
 
 
 @grid_app.command("import")
-def grid_import(file: Path) -> None:
+def grid_import(file: Path,
+                dry_run: bool = typer.Option(False, "--dry-run", help="show what would change; write nothing")) -> None:
     """Load the area tree from a YAML or GeoJSON file (updates in place; keeps cases)."""
     from bot.areas.grid_file import GridFileError, load_grid
 
     settings = _settings()
     try:
-        load_grid(file)
+        spec = load_grid(file)
     except GridFileError as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot read {file}: {e.strerror}")
+    if dry_run:
+        for line in asyncio.run(_grid_changes(settings, spec)):
+            typer.echo(line)
+        return
 
     async def go():
         from bot.db import ensure_sqlite_dir, make_engine, upgrade
@@ -272,6 +286,43 @@ def grid_import(file: Path) -> None:
     r = asyncio.run(go())
     typer.echo(f"imported {file}: {r.areas_added} areas added, {r.areas_updated} updated, "
                f"{r.areas_retired} retired, {r.categories} categories")
+
+
+async def _grid_changes(settings, spec) -> list[str]:
+    """What `grid import` would do to the database's grid, one line per area, and a total."""
+    from bot.areas.service import load_spec
+    from bot.db import make_engine, make_sessionmaker, upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        async with make_sessionmaker(engine)() as s:
+            old = {a.id: a for a in (await load_spec(session=s)).areas}
+    finally:
+        await engine.dispose()
+    new = {a.id: a for a in spec.areas}
+    lines, changed = [], 0
+    for a in spec.areas:
+        if a.id not in old:
+            lines.append(f"+ {a.id}  {a.name}" + (f"  (under {a.parent_id})" if a.parent_id else ""))
+            continue
+        o, diffs = old[a.id], []
+        for label, field in (("name", "name"), ("parent", "parent_id"), ("captain", "captain"),
+                             ("supervisor", "supervisor"), ("aliases", "aliases"), ("boundary", "boundary")):
+            before, after = getattr(o, field), getattr(a, field)
+            if field == "aliases":
+                before, after = tuple(before or ()), tuple(after or ())
+            if before != after:
+                diffs.append(f"{label} changed" if field == "boundary" else f"{label} {before or '—'} → {after or '—'}")
+        if diffs:
+            changed += 1
+            lines.append(f"~ {a.id}  {a.name}: " + "; ".join(diffs))
+    retired = [o for i, o in old.items() if i not in new]
+    lines += [f"- {o.id}  {o.name}  (retired: kept for its cases, no longer routed to)" for o in retired]
+    added = sum(1 for i in new if i not in old)
+    lines.append(f"dry run: {added} areas would be added, {changed} changed, {len(retired)} retired, "
+                 f"{len(new) - added - changed} unchanged; nothing was written")
+    return lines
 
 
 @grid_app.command("show")
@@ -308,13 +359,18 @@ def grid_show() -> None:
         typer.echo(f"region: {home.label} (inferred from the {home.how})")
     else:
         typer.echo("region: unknown (set `region:` in the grid file to tell outside addresses apart)")
-    for a in spec.areas:
+    from bot.areas.tree import AreaTree
+
+    tree = AreaTree.of_spec(spec.areas)
+    by_id = {a.id: a for a in spec.areas}
+    for area_id in tree.subtree(None):  # each area under its own parent, indented by its depth
+        a, depth = by_id[area_id], len(tree.ancestors(area_id))
         who = []
         if a.supervisor:
             who.append(f"supervisor {names.get(a.supervisor) or a.supervisor} ({a.supervisor})")
         if a.captain:
             who.append(f"captain {names.get(a.captain) or a.captain} ({a.captain})")
-        typer.echo(f"{'  ' * a.level}{a.id}  {a.name}" + (f"  — {', '.join(who)}" if who else ""))
+        typer.echo(f"{'  ' * depth}{a.id}  {a.name}" + (f"  — {', '.join(who)}" if who else ""))
     typer.echo(f"{len(spec.areas)} areas, {len(spec.categories)} categories")
 
 

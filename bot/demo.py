@@ -188,7 +188,7 @@ async def run_demo(db: Path, source: TextIO, interactive: bool, out=print) -> in
     core = Core(settings, engine=engine)
     await core.reload_router()
     core.bot_id, core.bot_username = 1, "gridbot_demo"
-    console = ConsoleMessenger({}, out=out)
+    console = ConsoleMessenger({}, out=out, files_dir=db.parent / "files")
     dispatcher = core.attach(console)
     demo = Demo(core, console, out)
     await demo.load_cast()

@@ -19,12 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.models import Area, Category
 from bot.cases.models import Case
-from bot.cases.transitions import OPEN
+from bot.cases.transitions import FINAL, OPEN
+from bot.people.models import Person
 from bot.i18n import Texts
 
 COLUMNS = ("ref", "status", "category", "area", "address", "description", "reporter", "assignee", "created",
            "deadline", "resolved", "closed", "overdue", "rating")
 FORMATS = ("csv", "xlsx")
+STATUSES = (*OPEN, "resolved", *FINAL)
+DATE_FORMAT = "%Y-%m-%d %H:%M"
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,9 @@ def headers(t: Texts) -> list[str]:
     return [t(f"export.header_{c}") for c in COLUMNS]
 
 
-def _local(dt: datetime | None, tz) -> str:
-    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M") if dt else ""
+def _local(dt: datetime | None, tz) -> datetime | str:
+    """Local time without a zone (what a spreadsheet's date cell holds); "" for none."""
+    return dt.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0) if dt else ""
 
 
 async def case_rows(*, session: AsyncSession, filters: Filters, now: datetime, tz, t: Texts,
@@ -65,13 +69,21 @@ async def case_rows(*, session: AsyncSession, filters: Filters, now: datetime, t
         cases = (await session.execute(q)).all()
         if not cases:
             return
+        ids = {c.reporter_id for c in cases if c.share_contact} | {c.assignee_id for c in cases if c.assignee_id}
+        names = dict((await session.execute(select(Person.id, Person.name).where(Person.id.in_(ids))))
+                     .all()) if ids else {}
+
+        def person(uid: int | None) -> str:
+            # a name to read, the id to search by
+            return f"{names[uid]} ({uid})" if names.get(uid) else str(uid) if uid else ""
+
         for c in cases:
             cat = cats.get(c.category_id)
             cat_name = (cat.name_en or cat.name) if cat and t.lang == "en" else (cat.name if cat else c.category_id)
             overdue = c.was_overdue or (c.status in OPEN and c.deadline_at is not None and c.deadline_at < now)
             yield [f"#{c.id}", t(f"status.{c.status}") if t.has(f"status.{c.status}") else c.status, cat_name,
                    areas.get(c.area_id, c.area_id or ""), c.address or "", c.description or "",
-                   str(c.reporter_id) if c.share_contact else "", str(c.assignee_id or ""),
+                   person(c.reporter_id) if c.share_contact else "", person(c.assignee_id),
                    _local(c.created_at, tz), _local(c.deadline_at, tz), _local(c.resolved_at, tz),
                    _local(c.closed_at, tz), t("export.word_yes") if overdue else t("export.word_no"),
                    c.rating if c.rating is not None else ""]
@@ -92,7 +104,7 @@ def write_csv(head: list[str], rows: Iterable[list], out) -> int:
     w.writerow(head)
     n = 0
     for r in rows:
-        w.writerow([_safe_cell(v) for v in r])
+        w.writerow([v.strftime(DATE_FORMAT) if isinstance(v, datetime) else _safe_cell(v) for v in r])
         n += 1
     text.flush()
     text.detach()
@@ -101,16 +113,41 @@ def write_csv(head: list[str], rows: Iterable[list], out) -> int:
 
 def write_xlsx(head: list[str], rows: Iterable[list], out, title: str = "cases") -> int:
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(title[:31])
-    ws.append(head)
+    ws.freeze_panes = "A2"  # the header stays in view
+    widths = {"description": 40, "address": 24, "area": 16, "reporter": 18, "assignee": 18}
+    for i, col in enumerate(COLUMNS[:len(head)], start=1):
+        ws.column_dimensions[get_column_letter(i)].width = widths.get(col, 17 if col in _DATES else 10)
+    bold = Font(bold=True)
+    cells = []
+    for h in head:
+        cell = WriteOnlyCell(ws, value=h)
+        cell.font = bold
+        cells.append(cell)
+    ws.append(cells)
     n = 0
     for r in rows:
-        ws.append([_safe_cell(v) for v in r])
+        row = []
+        for v in r:
+            if isinstance(v, datetime):  # a real date: sorts and filters as one
+                cell = WriteOnlyCell(ws, value=v)
+                cell.number_format = "yyyy-mm-dd hh:mm"
+                row.append(cell)
+            else:
+                row.append(_safe_cell(v))
+        ws.append(row)
         n += 1
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(head))}{n + 1}"
     wb.save(out)
     return n
+
+
+_DATES = ("created", "deadline", "resolved", "closed")
 
 
 async def export(*, session: AsyncSession, filters: Filters, fmt: str, now: datetime, tz, t: Texts,

@@ -125,7 +125,6 @@ class BotRunner:
             return
         core = self.core = Core(settings, engine=engine, **({"clock": self.clock} if self.clock else {}))
         await core.reload_router()
-        await core.warm()  # before any update is taken (recovered ones included)
         transport = self.transport = make_transport(settings)
         transport.bind(core.process)
         core.feed = transport.feed
@@ -135,6 +134,9 @@ class BotRunner:
             if me is None:
                 return
             core.bot_id, core.bot_username = me
+            # after Telegram accepted the token (a wrong one is told at once), before any update
+            # is taken (recovered ones included)
+            await core.warm()
             try:
                 await transport.set_commands(command_menu())
             except Exception as e:  # the menu is a convenience: never a reason not to start

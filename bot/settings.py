@@ -145,6 +145,9 @@ class Settings(BaseSettings):
         v = v.strip()
         if v and not v.startswith("https://"):
             raise ValueError("must be a public https:// address (Telegram calls webhooks over TLS only)")
+        m = re.match(r"https://(?:\[[^\]]+\]|[^/:]+)(?::(\d+))?", v)
+        if v and m and m[1] and int(m[1]) not in (443, 80, 88, 8443):
+            raise ValueError(f"port {m[1]}: Telegram calls webhooks on ports 443, 80, 88 or 8443 only")
         return v
 
     @field_validator("webhook_path")

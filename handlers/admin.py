@@ -81,7 +81,13 @@ async def staff(ctx) -> None:
     ids = {a.captain_id for a in areas if a.captain_id} | {a.supervisor_id for a in areas if a.supervisor_id}
     people = {p.id: p for p in (await ctx.session.execute(select(Person).where(Person.id.in_(ids)))).scalars()} if ids else {}
     lines = [ctx.t("admin.staff_title")]
-    for a in areas:
+    from bot.areas.tree import AreaTree
+
+    # each area under its own parent (sorted by depth alone, a grid would sit under the last community)
+    tree = AreaTree.of_rows(areas)
+    by_id = {a.id: a for a in areas}
+    for area_id in tree.subtree(None):
+        a, depth = by_id[area_id], len(tree.ancestors(area_id))
         bits = []
         if a.supervisor_id:
             p = people.get(a.supervisor_id)
@@ -90,5 +96,5 @@ async def staff(ctx) -> None:
             p = people.get(a.captain_id)
             bits.append(ctx.t("admin.staff_captain", name=p.name if p else a.captain_id))
         if bits:
-            lines.append(ctx.t("admin.staff_line", indent="  " * a.level, area=a.name, id=a.id, who=Safe(" · ".join(bits))))
+            lines.append(ctx.t("admin.staff_line", indent="  " * depth, area=a.name, id=a.id, who=Safe(" · ".join(bits))))
     await ctx.reply("\n".join(lines[:120]))

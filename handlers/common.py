@@ -7,6 +7,7 @@ from bot.transport.base import Button
 from handlers.registry import COMMANDS, callback, command
 
 LANG_CHOICES = (("zh", "简体中文"), ("en", "English"), ("zh-hant", "繁體中文"))
+LANG_NAME_KEYS = {"zh": "core.lang_name_zh", "en": "core.lang_name_en", "zh-hant": "core.lang_name_zh_hant"}
 
 
 def menu_for(role: str) -> list[str]:
@@ -79,11 +80,22 @@ async def lang_button(ctx, code: str) -> None:
 async def _set_lang(ctx, code: str, edit: bool = False) -> None:
     ctx.person.language = code
     ctx.t = Texts(code)
+    # named in the language now chosen (繁體中文 is said in Traditional, not as 简体中文)
+    language = ctx.t(LANG_NAME_KEYS[code])
     if edit:
-        await ctx.edit(ctx.t("core.lang_set"))
+        await ctx.edit(ctx.t("core.lang_set", language=language))
         ctx.answer()
     else:
-        await ctx.say("core.lang_set")
+        await ctx.say("core.lang_set", language=language)
+
+
+@command("id", menu="menu.id")
+async def my_id(ctx) -> None:
+    """Anyone learns their Telegram id (for GRIDBOT_ADMIN_IDS or the grid file); in a group, its id too."""
+    text = ctx.t("core.your_id", id=ctx.ev.user.id)
+    if not ctx.ev.is_private:
+        text += "\n" + ctx.t("core.group_id", chat=ctx.ev.chat.id)
+    await ctx.reply(text)
 
 
 @command("cancel", private_only=True, menu="menu.cancel")

@@ -49,6 +49,30 @@ def parse_args(args: str) -> tuple[str | None, int | None, str | None, list[str]
     return area, days, status, rest
 
 
+async def find_area(session, text: str) -> Area | None:
+    """An area by id, else by its name or an alias (exactly, then a unique partial match);
+    Traditional characters are read as Simplified."""
+    area = await session.get(Area, text)
+    if area is not None and not area.retired:
+        return area
+    from bot.areas.routing import _t2s
+
+    def to_simplified(s: str) -> str:
+        return _t2s().convert(s)
+
+    want = to_simplified(text.strip()).lower()
+    areas = list((await session.execute(select(Area).where(Area.retired.is_(False)))).scalars())
+
+    def names(a: Area) -> list[str]:
+        return [to_simplified(n).lower() for n in (a.name, *(a.aliases or ()))]
+
+    exact = [a for a in areas if want in names(a)]
+    if len(exact) == 1:
+        return exact[0]
+    partial = [a for a in areas if any(want in n for n in names(a))]
+    return partial[0] if len(partial) == 1 else None
+
+
 async def _scope(ctx, area_id: str | None, *, admin_only: bool) -> tuple[list[str] | None, str] | None:
     """The areas the user may see: (area ids or None = everything, the scope's name); None after
     telling the user why not."""
@@ -57,7 +81,7 @@ async def _scope(ctx, area_id: str | None, *, admin_only: bool) -> tuple[list[st
         await ctx.say("core.not_allowed")
         return None
     if area_id:
-        area = await ctx.session.get(Area, area_id)
+        area = await find_area(ctx.session, area_id)
         if area is None:
             await ctx.say("stats.no_area", area=area_id)
             return None
@@ -146,6 +170,7 @@ def summary_text(t: Texts, data: ChartData, fig: stats.Figures, scope: str, star
              t("stats.line_open", open=fig.open, overdue=fig.overdue_open),
              t("stats.line_rates", rect=stats.percent(fig.rectification_rate), res=stats.percent(fig.resolution_rate),
                sat=stats.percent(fig.satisfaction_rate)),
+             *([t("stats.rect_none")] if fig.rectification_rate is None else []),
              t("stats.line_status", items=items(data.by_status)),
              t("stats.line_category", items=items(data.by_category))]
     if data.grid_rates:
@@ -205,7 +230,9 @@ async def export_cmd(ctx) -> None:
     scope = await _scope(ctx, area_id, admin_only=True)
     if scope is None:
         return
-    _, scope_name = scope
+    ids, scope_name = scope
+    if area_id and ids:
+        area_id = ids[0]  # the id of an area given by its name
     await ctx.set_state("ex", "format", {"area": area_id, "days": days, "status": status})
     t = ctx.t
     await ctx.say("export.choose_format", [[Button(t("export.csv"), "ex:csv"), Button(t("export.xlsx"), "ex:xlsx")]],

@@ -459,7 +459,9 @@ async def show_case(ctx) -> None:
     worker_view = await is_worker_for(ctx, case)
     for h in await service.history(session=ctx.session, case_id=case.id):
         who = ""
-        if worker_view and h.actor_id:
+        if worker_view and h.actor_id and h.actor_id == case.reporter_id and not case.share_contact:
+            who = t("cases.reporter_unnamed")  # they chose not to share their name: not here either
+        elif worker_view and h.actor_id:
             p = await ctx.session.get(Person, h.actor_id)
             who = p.name if p else str(h.actor_id)
         lines.append(t("cases.history_line", at=messages.fmt_time(h.at, tz), action=t(f"action.{h.action}"),

@@ -453,6 +453,20 @@ def _area_section(t: Texts, names: _Names, per_area: dict, overdue: dict, root: 
     return lines
 
 
+UNREACHABLE_LISTED = 10
+
+
+async def unreachable_workers(session: AsyncSession, tree) -> list[tuple[int, str]]:
+    """Captains and supervisors of the grid who never started the bot or blocked it: (id, name)."""
+    ids = {n.captain for n in tree.nodes.values() if n.captain and not n.retired}
+    ids |= {n.supervisor for n in tree.nodes.values() if n.supervisor and not n.retired}
+    if not ids:
+        return []
+    people = {p.id: p for p in (await session.execute(select(Person).where(Person.id.in_(ids)))).scalars()}
+    return [(i, people[i].name if i in people else "") for i in sorted(ids)
+            if i not in people or not people[i].has_chatted or not people[i].is_active]
+
+
 async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH) -> dict:
     """The morning digest for today's local date, once: at or after GRIDBOT_DIGEST_TIME, the
     same day only (a digest missed while the bot was down goes out when it is back, unless
@@ -479,6 +493,7 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
         sups = tree.supervised()
         people = {i.assignee_id for items in overdue.values() for i in items}
         names = await _names(s, tree, people)
+        unreachable = await unreachable_workers(s, tree)
     recipients = sorted(set(loads) | set(sups) | set(admins))
     letters = []
     for uid in recipients:
@@ -496,6 +511,12 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
                 sections.append(_area_section(t, names, per_area, overdue, root, now, day))
             if uid in admins:
                 sections.append(_area_section(t, names, per_area, overdue, None, now, day))
+                if unreachable:
+                    # captains and supervisors the bot cannot reach: their tasks would go nowhere
+                    sections.append([t("sched.digest.unreachable", n=len(unreachable),
+                                       who="、".join(f"{name}（{uid_}）" if name else str(uid_)
+                                                    for uid_, name in unreachable[:UNREACHABLE_LISTED])
+                                       + ("…" if len(unreachable) > UNREACHABLE_LISTED else ""))])
             lines = [x for sec in sections for x in (*sec, "")][:-1]
             return fit(t, [], lines)
 

@@ -113,6 +113,13 @@ async def test_webapp_sign_in_sets_a_short_lived_httponly_samesite_cookie(consol
         assert (await console.get("/console/")).status == 401
 
 
+async def test_the_console_speaks_the_viewers_language(console):
+    r = await console.post("/console/auth/webapp", data={"init_data": init_data(TOKEN, 2004, lang="en")})
+    assert r.status == 200
+    page = await (await console.get("/console/")).text()
+    assert "Command centre" in page and "Resolved today" in page and "辛家庄社区" in page
+
+
 async def test_one_time_link_signs_in_once(console):
     from bot.web import login_link
 
@@ -158,6 +165,8 @@ async def test_each_viewer_sees_only_their_subtree(console):
     await sign_in(console, ADMIN)
     for page in ("/console/", "/console/map", "/console/overdue", "/console/faq", f"/console/case/{c.road}"):
         assert (await console.get(page)).status == 200, page
+    assert "GRIDBOT_TILE_URL" in await (await console.get("/console/map")).text()  # no tiles: a plain map
+
     async def pins(query: str) -> set[int]:
         return {p["id"] for p in (await (await console.get("/console/api/map?" + query)).json())["pins"]}
 

@@ -129,7 +129,9 @@ class Page:
 async def test_console_in_a_browser(browser, tmp_path, settings_for):
     port = free_port()
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'console.db'}"
-    async with BotHarness("aiogram", db_url, settings_for, web_port=port) as h:
+    # map tiles from a tile server on 127.0.0.1 (the console's own static files stand in for one)
+    tiles = f"http://127.0.0.1:{port}/console/static/leaflet/images/layers-2x.png?z={{z}}&x={{x}}&y={{y}}"
+    async with BotHarness("aiogram", db_url, settings_for, web_port=port, tile_url=tiles) as h:
         from bot.clock import utcnow
 
         cases = await seed(h.core, utcnow())
@@ -151,6 +153,8 @@ async def test_console_in_a_browser(browser, tmp_path, settings_for):
         n_pins = await p.js("return document.querySelectorAll('path.gb-pin').length")
         assert n_areas == 30 and n_pins == 3
         assert await p.js("return document.querySelectorAll('path.gb-overdue').length") == 1
+        await p.run(lambda: p._wait(lambda d: d.execute_script(
+            "return [...document.querySelectorAll('img.leaflet-tile')].some(i => i.complete && i.naturalWidth > 0)")))
         scripts = await p.js("return [...document.scripts].map(s => s.src).filter(Boolean)")
         assert scripts and all(s.startswith(p.base) for s in scripts)  # nothing from a CDN
         await p.open("/console/map?category=garbage", "#map.loaded")

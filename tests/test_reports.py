@@ -86,7 +86,7 @@ async def test_an_admin_exports_csv_with_a_bom(bot):
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert rows[0][:3] == ["编号", "状态", "类别"] and len(rows) == 7
     by_desc = {r[5]: r for r in rows[1:]}
-    assert by_desc["'=问题0"][6] == str(wang.id) and by_desc["'=问题1"][6] == ""  # shared contact only
+    assert str(wang.id) in by_desc["'=问题0"][6] and by_desc["'=问题1"][6] == ""  # shared contact only
     assert by_desc["'=问题0"][1] == "待受理"
 
 
@@ -95,13 +95,22 @@ async def test_an_admin_exports_xlsx_for_an_area(bot):
     docs = await bot.press(sun, replies[-1], "ex:xlsx")
     doc = next(c for c in docs if c.method == "sendDocument")
     [upload] = doc.files.values()
-    wb = load_workbook(io.BytesIO(upload.data), read_only=True)
-    rows = list(wb.active.iter_rows(values_only=True))
+    wb = load_workbook(io.BytesIO(upload.data))
+    ws = wb.active
+    rows = list(ws.iter_rows(values_only=True))
     assert len(rows) == 1 + 4  # the community's subtree only
     assert upload.filename.endswith(".xlsx")
+    # dates are dates, people have names, the header stays in view and filters
+    from datetime import datetime
+
+    created = rows[0].index("上报时间")
+    assert all(isinstance(r[created], datetime) for r in rows[1:])
+    assigned = rows[0].index("处理人")
+    assert any(r[assigned] and "(" in r[assigned] and not r[assigned].isdigit() for r in rows[1:])
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref and ws.auto_filter.ref.startswith("A1:")
 
 
-async def test_the_command_line_export_writes_a_file(db_url, settings_for, tmp_path, bot):
+async def test_the_command_line_export_writes_a_file(db_url, settings_for, tmp_path, bot, monkeypatch):
     out = tmp_path / "cases.csv"
     settings = settings_for(db_url)
     lines = []
@@ -111,5 +120,9 @@ async def test_the_command_line_export_writes_a_file(db_url, settings_for, tmp_p
     rc = await asyncio.to_thread(export_cli_main, settings, fmt="csv", out=str(out), area="guanhai", echo=lines.append)
     assert rc == 0 and "2 cases" in lines[-1]
     assert out.read_bytes().startswith(b"\xef\xbb\xbf")
+    monkeypatch.chdir(tmp_path)
     rc = await asyncio.to_thread(export_cli_main, settings, fmt="xlsx", out=None, echo=lines.append)
-    assert rc == 2
+    assert rc == 0 and lines[-1].endswith(".xlsx") and (tmp_path / lines[-1].split(" to ")[-1]).exists()
+    lines.clear()
+    rc = await asyncio.to_thread(export_cli_main, settings, fmt="csv", out=str(out), status="bogus", echo=lines.append)
+    assert rc == 2 and "--status must be one of" in lines[-1] and "accepted" in lines[-1]

@@ -216,3 +216,37 @@ async def test_no_digest_or_weekly_list_for_a_period_that_began_before_the_first
     clock.advance(days=1)
     result = await run_job(core, "digest", force=False)
     assert "skipped" not in result and result["supervisors"] >= 1, result
+
+
+def test_env_example_lists_every_setting_with_its_default():
+    from bot.settings import Settings
+
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    listed = dict(re.findall(r"^(GRIDBOT_\w+)=(.*)$", text, re.M))
+    fields = Settings.model_fields
+    assert set(listed) == {f"GRIDBOT_{name.upper()}" for name in fields}
+    for name, field in fields.items():
+        default = field.default
+        shown = listed[f"GRIDBOT_{name.upper()}"]
+        if default in (None, (), ""):
+            assert shown == "", name
+        elif isinstance(default, float):
+            assert float(shown) == default, name
+        else:
+            assert shown == str(default), name
+    # and the file is a valid configuration as it stands
+    from bot.settings import load_settings
+
+    env = {k: v for k, v in listed.items() if v}
+    import os as _os
+
+    saved = {k: _os.environ.get(k) for k in env}
+    try:
+        _os.environ.update(env)
+        load_settings()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                _os.environ.pop(k, None)
+            else:
+                _os.environ[k] = v

@@ -131,8 +131,9 @@ async def progress_tick(sessionmaker, now: datetime, touched: set[int]) -> bool:
                 _last_edit.pop(bid, None)
                 if chat:
                     text = summary_text(t, bc, counts, now)
-                    s.add(OutboxMessage(**_edit_row(chat, progress_ref(bid), text, now)))
-                    # an edit makes no sound: the summary also arrives as a message of its own
+                    # the progress message says it is over; the summary comes once, as a message of
+                    # its own (an edit makes no sound)
+                    s.add(OutboxMessage(**_edit_row(chat, progress_ref(bid), t("bc.progress_over", id=bid), now)))
                     await enqueue(session=s, msg=Outgoing(chat_id=chat, text=text), kind=MessageKind.BC_DONE, now=now,
                                   dedupe_key=f"bc:{bid}:done")
                     queued = True

@@ -19,10 +19,12 @@ def plain(text: str) -> str:
 class ConsoleMessenger(BaseMessenger):
     """Prints what each person would see; remembers buttons so they can be pressed by number."""
 
-    def __init__(self, names: dict[int, str], out=print) -> None:
+    def __init__(self, names: dict[int, str], out=print, files_dir=None) -> None:
         self.names = names
         self.out = out
+        self.files_dir = files_dir  # charts and exports are written here, so they can be opened
         self._ids = itertools.count(1)
+        self._files = itertools.count(1)
         self.buttons: dict[int, list[tuple[str, str | None, int]]] = {}  # chat → [(label, data, message id)]
         self.log: list[tuple[int, str]] = []
 
@@ -57,7 +59,16 @@ class ConsoleMessenger(BaseMessenger):
         return self._show(chat_id, f"[photo {photo}]\n{caption}", buttons)
 
     async def send_file(self, chat_id, kind, name, data, caption, buttons) -> int:
-        return self._show(chat_id, f"[{kind} {name}, {len(data):,} bytes]\n{caption}", buttons)
+        if self.files_dir is None:
+            return self._show(chat_id, f"[{kind} {name}, {len(data):,} bytes]\n{caption}", buttons)
+        from pathlib import Path
+
+        folder = Path(self.files_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^\w.-]+", "_", Path(name).name) or "file"
+        path = (folder / f"{next(self._files)}-{safe}").resolve()
+        path.write_bytes(data)
+        return self._show(chat_id, f"[{kind} {name}, {len(data):,} bytes — open {path}]\n{caption}", buttons)
 
     async def send_album(self, chat_id, photos, caption) -> int:
         return self._show(chat_id, f"[{len(photos)} photos]", None)

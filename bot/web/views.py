@@ -154,6 +154,8 @@ async def webapp_auth(request: web.Request) -> web.Response:
     async with core.sessionmaker() as s, s.begin():
         name = " ".join(p for p in (user.first_name, user.last_name) if p)
         person = await ensure_person(session=s, user_id=user.id, name=name, now=core.clock())
+        if person.tg_language is None and user.language_code:
+            person.tg_language = user.language_code  # the console speaks their Telegram language
         viewer = await viewer_for(session=s, person=person, settings=core.settings)
         if not viewer.allowed:
             return web.json_response({"ok": False, "reason": "not staff"}, status=403)
