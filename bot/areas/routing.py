@@ -340,7 +340,7 @@ class Router:
 
             c = unary_union(self._polys).centroid
             centre = (c.x, c.y)
-        self.home = self._gaz.home(getattr(self.grid, "region", None), names, centre)
+        self.home = self._gaz.home(getattr(self.grid, "region", None), names, centre, normalize_text)
 
     def _outside(self, s: str, hits: list[_Hit]) -> str | None:
         """The first division named in ``s`` that lies outside the home region (a name
