@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import PG_URL, TOKEN, reset_postgres
+from tests.conftest import PG_URL, SUN, TOKEN, WANG, reset_postgres
 from tests.fakebotapi import FakeBotAPI
 from tests.fakebotapi import updates as U
 
@@ -33,7 +33,6 @@ NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin
 SECRET = "s3cret-webhook-token"
 RATE = 6  # messages per second for the bot as a whole
 RESIDENTS = [U.TgUser(30_000 + i, f"居民{i}") for i in range(24)]
-WANG, SUN = U.TgUser(9001, "王芳"), U.TgUser(9100, "孙敏")
 LI = 1002  # captain of 香港中路双号段 in the sample grid
 
 pytestmark = pytest.mark.skipif(NGINX is None and not os.environ.get("GRIDBOT_REQUIRE_NGINX"),
