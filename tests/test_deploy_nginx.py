@@ -146,7 +146,8 @@ async def test_nginx_in_front_of_two_webhook_replicas(tmp_path):
             api.add_chat(chat)
         base = dict(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
                     GRIDBOT_ADMIN_IDS=str(SUN.id), GRIDBOT_BROADCAST_RATE=str(RATE))
-        webhook = dict(GRIDBOT_WEBHOOK_URL=f"https://127.0.0.1:{nginx_port}", GRIDBOT_WEBHOOK_SECRET=SECRET,
+        # the public address Telegram is given (port 443); here nginx listens on a free local port
+        webhook = dict(GRIDBOT_WEBHOOK_URL="https://bot.example.org", GRIDBOT_WEBHOOK_SECRET=SECRET,
                        GRIDBOT_WEBHOOK_HOST="127.0.0.1")
         try:
             # what docker-compose's `init` service runs, then its two replicas
@@ -163,10 +164,10 @@ async def test_nginx_in_front_of_two_webhook_replicas(tmp_path):
                 raise AssertionError("\n".join(line for r in replicas for line in r.lines[-20:])) from None
             assert nginx.poll() is None, nginx.stderr.read().decode()
             await until(lambda: api.webhook is not None, 30, "setWebhook")
-            assert api.webhook["url"] == f"https://127.0.0.1:{nginx_port}/telegram/webhook"
+            assert api.webhook["url"] == "https://bot.example.org/telegram/webhook"
             assert api.webhook["secret_token"] == SECRET
 
-            url = api.webhook["url"]
+            url = f"https://127.0.0.1:{nginx_port}/telegram/webhook"  # where bot.example.org points
 
             async def post(update: dict) -> None:
                 """What Telegram does: POST the update to the webhook, with the secret token."""
