@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -158,16 +159,22 @@ def main() -> None:
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="gridbot-bench-console-")
     backends = [("SQLite", f"sqlite+aiosqlite:///{tmp}/console.db")] + ([("PostgreSQL", args.pg)] if args.pg else [])
-    for name, url in backends:
-        print(f"{name}: GET /console/ (overview), median of {args.runs}; load average {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} cores")
-        r = asyncio.run(bench(url, args.n, args.runs))
-        for who in ("admin", "supervisor"):
-            (base, base_cpu), (big, big_cpu) = r[(1000, who)], r[(args.n, who)]
-            verdict = "OK" if big < TARGET_MS else "OVER TARGET"
-            print(f"  {who:<10} {big:.0f} ms at {args.n:,} vs {base:.0f} ms at 1,000: ×{big / base:.2f} "
-                  f"(cpu {big_cpu:.0f} vs {base_cpu:.0f} ms; target < {TARGET_MS} ms wall: {verdict})")
+    try:
+        for name, url in backends:
+            run_one(name, url, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def run_one(name: str, url: str, args) -> None:
+    print(f"{name}: GET /console/ (overview), median of {args.runs}; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
+    r = asyncio.run(bench(url, args.n, args.runs))
+    for who in ("admin", "supervisor"):
+        (base, base_cpu), (big, big_cpu) = r[(1000, who)], r[(args.n, who)]
+        verdict = "OK" if big < TARGET_MS else "OVER TARGET"
+        print(f"  {who:<10} {big:.0f} ms at {args.n:,} vs {base:.0f} ms at 1,000: ×{big / base:.2f} "
+              f"(cpu {big_cpu:.0f} vs {base_cpu:.0f} ms; target < {TARGET_MS} ms wall: {verdict})")
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 from functools import lru_cache
 from typing import Iterable
 
@@ -29,9 +30,19 @@ _CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 
 @lru_cache(maxsize=1)
 def _readings() -> dict[int, str]:
-    from pypinyin.pinyin_dict import pinyin_dict
+    """pypinyin's character table (``pinyin_dict.json``), read without importing the ``pypinyin``
+    package: its ``__init__`` also loads the phrase dictionary — some 200,000 Python lists and
+    dicts that every full garbage collection would then walk (hundreds of ms, on any thread,
+    stalling the event loop) — which character readings do not need."""
+    import importlib.util
+    import json
 
-    return pinyin_dict
+    spec = importlib.util.find_spec("pypinyin")  # locates the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("pypinyin is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "pinyin_dict.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {int(k): v for k, v in raw.items()}
 
 
 @lru_cache(maxsize=65536)

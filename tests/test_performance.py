@@ -53,3 +53,34 @@ def test_the_bot_starts_without_matplotlib_and_ptb_finds_sniffio():
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_a_chat_waiting_for_its_own_limit_does_not_hold_a_sending_slot(core: Core):
+    """One sending slot (the rate is low); chat A has three replies queued (1/s, no burst), chat
+    B one. B's reply goes out while A waits for its second second, not after all of A's."""
+    from bot.outbox.dispatcher import OutboxDispatcher
+    from bot.outbox.ratelimit import Limits, RateLimiter
+    from bot.outbox.service import enqueue
+    from bot.transport.base import Outgoing
+    from tests.conftest import RecordingMessenger
+
+    a, b = 7001, 7002
+    async with core.sessionmaker() as s, s.begin():
+        for text in ("a1", "a2", "a3"):
+            await enqueue(session=s, msg=Outgoing(chat_id=a, text=text), kind="reply", now=core.clock())
+        await enqueue(session=s, msg=Outgoing(chat_id=b, text="b1"), kind="reply", now=core.clock())
+    messenger = RecordingMessenger()
+    d = OutboxDispatcher(core.sessionmaker, messenger, workers=1, clock=core.clock, on_progress=None,
+                         limiter=RateLimiter(Limits(global_rate=2.5, chat_burst=1.0, shared=False)))
+    assert d.concurrency == 1
+    d.start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(messenger.sent) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await d.stop(drain_seconds=1)
+    order = [m.text for m in messenger.sent]
+    assert sorted(order) == ["a1", "a2", "a3", "b1"]
+    assert [t for t in order if t.startswith("a")] == ["a1", "a2", "a3"]  # one chat, in order
+    assert order.index("b1") < order.index("a2"), order

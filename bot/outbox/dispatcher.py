@@ -62,22 +62,11 @@ FLUSH_EVERY = 0.2  # seconds between batched result writes
 PROGRESS_EVERY = 3.0  # seconds between looks at running broadcasts when nothing else happens
 RETRY_SUMMARY_EVERY = 60.0  # seconds between log lines summing up deliveries put off for a retry
 
-_DEFAULT = object()
 ACTIVE = ("in_flight", "sending")  # held by a dispatcher
 
 
 def backoff(attempts: int) -> float:
     return float(min(2 ** max(attempts - 1, 0), 60))
-
-
-def _default_progress():
-    # the broadcast progress report; imported late so the outbox does not need the broadcasts
-    # package to be importable to send a reply
-    try:
-        from bot.broadcasts.flows import progress_tick
-    except ImportError:  # pragma: no cover - a trimmed install
-        return None
-    return progress_tick
 
 
 @dataclass
@@ -102,7 +91,7 @@ class OutboxDispatcher:
         batch: int = 200,
         clock=utcnow,
         on_gone=None,
-        on_progress=_DEFAULT,
+        on_progress=None,
         share_rate: bool = True,
         health=None,
     ) -> None:
@@ -115,12 +104,15 @@ class OutboxDispatcher:
         self.batch = batch
         self.clock = clock
         self.on_gone = on_gone  # async callable(session, chat_id): mark the recipient inactive
-        # async callable(sessionmaker, now, broadcast_ids): report broadcast progress
-        self.on_progress = _default_progress() if on_progress is _DEFAULT else on_progress
+        # async callable(sessionmaker, now, broadcast_ids): report broadcast progress (passed in by
+        # the core: the outbox knows nothing of broadcasts)
+        self.on_progress = on_progress
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:80]
         rate = self.limiter.limits.global_rate
         # enough concurrent requests to reach the rate with Telegram's ~0.1-0.3 s answers
-        self.concurrency = max(workers, math.ceil(rate / 4))
+        # sending slots follow from the rate: enough requests under way to keep it with Telegram's
+        # 0.1-0.4 s answers (a slot is held only for the global token and the request itself)
+        self.concurrency = max(workers, math.ceil(rate * 0.4))
         # broadcast rows held at once: two seconds of the rate, so a slow claim never starves the
         # senders (rows only claimed go back to pending after a crash; they are not "uncertain")
         self.window = max(self.concurrency, math.ceil(rate * 2))
@@ -136,7 +128,7 @@ class OutboxDispatcher:
         self.errors = ErrorLog(log)
         self._held = 0  # rows claimed and not yet finished
         self._bc_held = 0
-        self._sem_fast = asyncio.Semaphore(workers)
+        self._sem_fast = asyncio.Semaphore(self.concurrency)
         self._sem_bulk = asyncio.Semaphore(self.concurrency)
         self.sent_count = 0
         self._retries: list[tuple[int, str]] = []  # (chat, reason) put off since the last summary
@@ -355,31 +347,42 @@ class OutboxDispatcher:
         if bulk:
             self._bc_held += n
         done = 0
+        sem = self._sem_bulk if bulk else self._sem_fast
         try:
-            async with self._sem_bulk if bulk else self._sem_fast:
-                for i, row in enumerate(chat_rows):
-                    if self._stopping():
-                        self._release(chat_rows[i:], self.clock())
-                        return
-                    try:
+            for i, row in enumerate(chat_rows):
+                # the chat's own limit (1/s after a burst) is waited out without a sending slot:
+                # a slot is held only for the global token and the request
+                await self._chat_turn(row.chat_id, bulk)
+                if self._stopping():
+                    self._release(chat_rows[i:], self.clock())
+                    return
+                try:
+                    async with sem:
                         res = await self._deliver(row)
-                    except Exception as e:  # a database step before the request failed
-                        self._release(chat_rows[i:], self.clock())
-                        await self._trouble(e, "delivery")
-                        return
-                    done += 1
-                    if bulk:
-                        self._bc_held -= 1
-                        if self._bc_held * 2 < self.window:
-                            self._wake.set()  # room for the next broadcast rows
-                    if res.values["status"] == "pending":
-                        # keep the chat's order: the rest waits for this one
-                        self._release(chat_rows[i + 1:], res.values.get("next_attempt_at") or self.clock())
-                        return
+                except Exception as e:  # a database step before the request failed
+                    self._release(chat_rows[i:], self.clock())
+                    await self._trouble(e, "delivery")
+                    return
+                done += 1
+                if bulk:
+                    self._bc_held -= 1
+                    if self._bc_held * 2 < self.window:
+                        self._wake.set()  # room for the next broadcast rows
+                if res.values["status"] == "pending":
+                    # keep the chat's order: the rest waits for this one
+                    self._release(chat_rows[i + 1:], res.values.get("next_attempt_at") or self.clock())
+                    return
         finally:
             self._held -= n
             if bulk:
                 self._bc_held -= n - done
+
+    async def _chat_turn(self, chat_id: int, strict: bool) -> None:
+        """Until the chat's own bucket has a token (or the dispatcher is stopping)."""
+        while (wait := self.limiter.chat_wait(chat_id, strict)) > 0 and not self._stopping():
+            if self._deadline is not None:
+                wait = min(wait, max(0.0, self._deadline - time.monotonic()) + 0.001)
+            await asyncio.sleep(wait)
 
     def _release(self, rows: list[OutboxMessage], not_before: datetime) -> None:
         for r in rows:

@@ -77,8 +77,11 @@ class AiogramTransport(BaseMessenger):
         self._process = None
 
         async def to_core(handler, event: Update, data: dict[str, Any]) -> Any:
-            # every update goes to the one core; aiogram's routers stay unused on purpose
-            await self._process(event.model_dump(mode="json", exclude_none=True, by_alias=True))
+            # every update goes to the one core; aiogram's routers stay unused on purpose. The
+            # core reads the update as received (parsed once by aiogram, not dumped back)
+            raw = data.get("gridbot_raw")
+            await self._process(raw if raw is not None else event.model_dump(mode="json", exclude_none=True,
+                                                                               by_alias=True))
 
         self.dp.update.outer_middleware(to_core)
 
@@ -86,7 +89,8 @@ class AiogramTransport(BaseMessenger):
         self._process = process
 
     async def feed(self, update: dict[str, Any]) -> None:
-        await self.dp.feed_update(self.bot, Update.model_validate(update, context={"bot": self.bot}))
+        await self.dp.feed_update(self.bot, Update.model_validate(update, context={"bot": self.bot}),
+                                  gridbot_raw=update)
 
     async def start(self) -> tuple[int, str]:
         async with _Errors():

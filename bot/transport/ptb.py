@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from bot.transport.common import BaseMessenger
 from bot.transport.errors import classify_bad_request
 
 log = logging.getLogger("gridbot.ptb")
+_RAW: contextvars.ContextVar[dict | None] = contextvars.ContextVar("gridbot_raw_update", default=None)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 
 
@@ -71,8 +73,11 @@ class PtbTransport(BaseMessenger):
         self._process = None
 
         async def to_core(update: Update, context) -> None:
-            # every update goes to the one core; PTB's handlers and filters stay unused on purpose
-            await self._process(update.to_dict())
+            # every update goes to the one core; PTB's handlers and filters stay unused on purpose.
+            # The core reads the update as received (parsed once by PTB, not dumped back)
+            raw = _RAW.get()
+            await self._process(raw if raw is not None and raw.get("update_id") == update.update_id
+                                else update.to_dict())
 
         self.app.add_handler(TypeHandler(Update, to_core))
 
@@ -80,7 +85,11 @@ class PtbTransport(BaseMessenger):
         self._process = process
 
     async def feed(self, update: dict[str, Any]) -> None:
-        await self.app.process_update(Update.de_json(update, self.bot))
+        token = _RAW.set(update)  # the handler runs in this task (block=True): it reads it back
+        try:
+            await self.app.process_update(Update.de_json(update, self.bot))
+        finally:
+            _RAW.reset(token)
 
     async def start(self) -> tuple[int, str]:
         async with _Errors():
