@@ -37,7 +37,7 @@ from rapidfuzz import fuzz
 
 from knowledge.homophone import HomophoneFixer
 from knowledge.loader import Entry, load_kb
-from knowledge.normalize import is_chitchat, normalize
+from knowledge.normalize import focus, is_chitchat, normalize
 from knowledge.semantic import SemanticRanker
 
 __all__ = ["Match", "Matcher", "features", "ANSWER_MIN", "SUGGEST_MIN", "ANSWER_MARGIN", "MIN_MEANINGFUL"]
@@ -69,6 +69,7 @@ SEM_TOP = 5              # best entries by cosine added to the lexical candidate
 CALIB_W = (9.994, 8.928, 8.586, 9.685, 2.267, 0.299, -15.775)   # L, cos, L lead, cos lead, meaningful, agree, L×cos
 CALIB_B = -7.587
 LEXICAL_MIN = 42.0       # the fast path's own score (0–100) must reach this to answer
+REQUIRE_AGREE = True     # answer only when the lexical and the semantic ranker put the same entry first
 
 # Feature weights.
 W_WORD = 1.0             # a jieba word of the query
@@ -366,23 +367,38 @@ class Matcher:
         """Fused candidates: ``([(entry, feature row)], lexical top, semantic top)``.
 
         A row is ``[lexical/100, cosine, lexical lead, cosine lead, meaningful mass/5, rankers agree,
-        lexical × cosine]``;
+        lexical × cosine, lexical/100 of the asking clause, its lead]`` (for a short message the
+        asking clause is the whole message);
         leads are over the best *other* candidate. Empty for chit-chat or an empty query."""
         if not query or not query.strip() or is_chitchat(query):
             return [], None, None
-        norm = self._homophones.fix(normalize(query[:1000]))
+        query = query[:1000]
+        fo = focus(query)
+        whole = query if fo is None else fo[0]
+        norm = self._homophones.fix(normalize(whole))
         if not norm:
             return [], None, None
         lex = self.lexical(norm)
         lscore = {i: sc for sc, i, _ in lex}
         mmass = {i: mm for _, i, mm in lex}
         lex_top = lex[0][1] if lex else None
+        fscore = lscore
+        ask = norm
+        if fo is not None:
+            # a long message: the clause that asks (with the one or two before it) is matched too, so
+            # a topic mentioned in passing does not outweigh the question
+            ask = self._homophones.fix(normalize(fo[1])) or norm
+            flex = self.lexical(ask)
+            fscore = {i: sc for sc, i, _ in flex}
+            for sc, i, mm in flex:
+                if i not in lscore:
+                    lscore[i] = 0.0
+                    mmass[i] = mm
         cos: dict[int, float] = {}
         sem_top = None
         if self.semantic is not None and self.entries:
-            # a long message is encoded by its start and its end (where the ask usually is): the
-            # encoder's cost grows with length, and this keeps p99 under budget
-            text = norm if len(norm) <= ENCODE_MAX else norm[:16] + " " + norm[-(ENCODE_MAX - 16):]
+            # the encoder's cost grows with length: a long message is encoded by the clause that asks
+            text = ask if len(ask) <= ENCODE_MAX else ask[-ENCODE_MAX:]
             cos = self.semantic.top(self.semantic.encode_query(text), SEM_TOP, lscore)
             sem_top = max(cos, key=cos.__getitem__)
         ids = list(dict.fromkeys([*lscore, *cos]))
@@ -396,7 +412,10 @@ class Matcher:
             other_S = max((cos.get(j, 0.0) for j in ids if j != i), default=0.0)
             # the rankers agree when the lexical top is also (within AGREE_COS of) the best by cosine
             agree = 1.0 if (i == lex_top and (sem_top is None or S >= cos[sem_top] - AGREE_COS)) else 0.0
-            rows.append((i, [L, S, L - other_L, S - other_S, min(mmass.get(i, 0.0), 5.0) / 5.0, agree, L * S]))
+            F = fscore.get(i, 0.0) / 100.0
+            other_F = max((fscore.get(j, 0.0) / 100.0 for j in ids if j != i), default=0.0)
+            rows.append((i, [L, S, L - other_L, S - other_S, min(mmass.get(i, 0.0), 5.0) / 5.0, agree, L * S,
+                             F, F - other_F]))
         return rows, lex_top, sem_top
 
     def match(self, query: str) -> Match:
@@ -436,7 +455,7 @@ class Matcher:
 def answerable(p1: float, p2: float, x: Sequence[float]) -> bool:
     """Answer outright: calibrated score and lead over the runner-up pass their thresholds, both
     rankers put this entry first, its lexical score passes LEXICAL_MIN, and enough topic words (not just 几点/今天) were matched."""
-    return (100.0 * p1 >= ANSWER_MIN and 100.0 * (p1 - p2) >= ANSWER_MARGIN and x[5] == 1.0
+    return (100.0 * p1 >= ANSWER_MIN and 100.0 * (p1 - p2) >= ANSWER_MARGIN and (x[5] == 1.0 or not REQUIRE_AGREE)
             and 5.0 * x[4] >= MIN_MEANINGFUL and 100.0 * x[0] >= LEXICAL_MIN)
 
 

@@ -157,3 +157,40 @@ def is_chitchat(text: str) -> bool:
         if not words or all(w in CHITCHAT for w in words) or "".join(words) in CHITCHAT:
             return True
     return False
+
+
+# A long message often mentions another topic in passing before it asks what it means to ask.
+# ``focus`` finds the clause that carries the question and drops clauses the resident dismisses
+# themselves (「这个先不提」「这都不说了」「我也理解」).
+_CLAUSE_RE = re.compile(r"[^,;.!?。，；！？\n…~～]+[,;.!?。，；！？\n…~～]*")
+_ASK_RE = re.compile(
+    r"怎么|怎样|如何|咋|能不能|能否|可不可以|可以吗|是否|要不要|需不需要|该不该|用不用|合不合|有没有|哪里|哪儿|"
+    r"哪个|哪些|找谁|谁来|谁管|归谁|什么|多久|多长时间|几天|吗|么[?？]|[?？]|\b(?:how|what|where|who|when|can|should)\b")
+_PASSING_RE = re.compile(
+    r"不重要|先不提|不说了|不提了|先不说|就忍了|能理解|我理解|不用操心|还行|挺好|挺方便|挺幸运|很满意|也恢复了|"
+    r"倒是|算了|无所谓|没关系|就不说了|另说")
+FOCUS_MIN_CHARS = 30   # shorter messages are matched whole
+FOCUS_WINDOW = 36      # characters of clauses kept before (and with) the asking clause
+
+
+def focus(text: str) -> tuple[str, str] | None:
+    """``(message without the clauses dismissed in passing, the clause that asks with the one before
+    it)`` for a long message of three clauses or more; ``None`` for a short one."""
+    clauses = [c.strip() for c in _CLAUSE_RE.findall(text) if c.strip()]
+    if len(clauses) < 3 or len(text) < FOCUS_MIN_CHARS:
+        return None
+    keep: list[str] = []
+    for c in clauses:
+        if _PASSING_RE.search(c):
+            if len(c) <= 9 and keep:  # a bare 「这个先不提」 dismisses the clause before it
+                keep.pop()
+            continue
+        keep.append(c)
+    if not keep:
+        return None
+    asks = [i for i, c in enumerate(keep) if _ASK_RE.search(c.lower())]
+    ask = asks[-1] if asks else len(keep) - 1
+    start = ask
+    while start > 0 and (start == ask or sum(map(len, keep[start:ask + 1])) < FOCUS_WINDOW):
+        start -= 1  # the clauses just before the ask usually name its topic (「这种车能不能弄走」)
+    return "".join(keep), "".join(keep[start:ask + 1])
