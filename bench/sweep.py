@@ -39,7 +39,8 @@ from sqlalchemy import event, func, insert, select, text  # noqa: E402
 from bot.app import Core  # noqa: E402
 from bot.areas.models import Area, Category  # noqa: E402
 from bot.cases.models import Case  # noqa: E402
-from bot.db import Base, import_all_models, make_engine  # noqa: E402
+from bot.db import Base, make_engine  # noqa: E402
+from bot.models import import_all_models  # noqa: E402
 from bot.outbox.models import OutboxMessage  # noqa: E402
 from bot.people.models import Person  # noqa: E402
 from bot.runner import prepare_database  # noqa: E402

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.broadcasts.flows import progress_tick
 from bot.clock import utcnow
 from bot.core_models import InboxUpdate
 from bot.db import DbHealth, make_engine, make_sessionmaker
@@ -179,7 +180,7 @@ class Core:
         self.dispatcher = OutboxDispatcher(self.sessionmaker, messenger,
                                            limiter=RateLimiter(limits or Limits.from_settings(self.settings)),
                                            workers=self.settings.outbox_workers, clock=self.clock, on_gone=mark_gone,
-                                           health=self.health)
+                                           on_progress=progress_tick, health=self.health)
         return self.dispatcher
 
     # --- the inbox --------------------------------------------------------------------------

@@ -235,13 +235,3 @@ async def current_revision(engine: AsyncEngine) -> str | None:
             return sync_conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
         return await conn.run_sync(_rev)
-
-
-def import_all_models() -> None:
-    """Import every model module so Base.metadata is complete (for Alembic and tests)."""
-    import bot.areas.models  # noqa: F401
-    import bot.broadcasts.models  # noqa: F401
-    import bot.cases.models  # noqa: F401
-    import bot.core_models  # noqa: F401
-    import bot.outbox.models  # noqa: F401
-    import bot.people.models  # noqa: F401

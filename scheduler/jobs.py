@@ -31,6 +31,7 @@ from bot.cases.deadlines import reminder_at
 from bot.cases.models import Case, CaseEvent
 from bot.cases.transitions import OPEN
 from bot.core_models import JobRun
+from bot.db import make_sessionmaker
 from bot.i18n import Safe, Texts
 from bot.notify import Letters, language_of
 from bot.outbox.kinds import MessageKind
@@ -327,8 +328,6 @@ INSTALL = ("install", "-")  # a JobRun row whose started_at is the first `gridbo
 
 async def mark_installed(engine, now: datetime) -> None:
     """Remember the first start (kept from then on): periods that began before it are not sent."""
-    from bot.db import make_sessionmaker
-
     async with make_sessionmaker(engine)() as s, s.begin():
         await s.execute(insert_ignore(s, JobRun).values(job=INSTALL[0], period=INSTALL[1], started_at=now,
                                                         finished_at=now, detail="first start"))

@@ -419,7 +419,7 @@ areas:
 """)
     r2 = Router(grid2)
     assert r2.assignee_for("leaf") == 8
-    assert r2.supervisor_for("leaf") == 8
+    assert r2.tree.supervisors_above("leaf")[0] == 8
     assert r2.route_point(36.0, 120.0).area_id is None  # no polygons at all
 
 

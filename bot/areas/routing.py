@@ -304,11 +304,6 @@ class Router:
         """Who is responsible for the area: the one rule, AreaTree.responsible_for."""
         return self.tree.responsible_for(area_id)
 
-    def supervisor_for(self, area_id: str | None) -> int | None:
-        """First supervisor from the area up the tree (for escalations)."""
-        sups = self.tree.supervisors_above(area_id)
-        return sups[0] if sups else None
-
     def _is_ancestor(self, anc: str, desc: str) -> bool:
         return anc in self._ancestors.get(desc, ())
 
@@ -340,7 +335,7 @@ class Router:
 
             c = unary_union(self._polys).centroid
             centre = (c.x, c.y)
-        self.home = self._gaz.home(getattr(self.grid, "region", None), names, centre)
+        self.home = self._gaz.home(getattr(self.grid, "region", None), names, centre, normalize_text)
 
     def _outside(self, s: str, hits: list[_Hit]) -> str | None:
         """The first division named in ``s`` that lies outside the home region (a name

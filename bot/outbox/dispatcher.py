@@ -56,22 +56,11 @@ FLUSH_EVERY = 0.2  # seconds between batched result writes
 PROGRESS_EVERY = 3.0  # seconds between looks at running broadcasts when nothing else happens
 RETRY_SUMMARY_EVERY = 60.0  # seconds between log lines summing up deliveries put off for a retry
 
-_DEFAULT = object()
 ACTIVE = ("in_flight", "sending")  # held by a dispatcher
 
 
 def backoff(attempts: int) -> float:
     return float(min(2 ** max(attempts - 1, 0), 60))
-
-
-def _default_progress():
-    # the broadcast progress report; imported late so the outbox does not need the broadcasts
-    # package to be importable to send a reply
-    try:
-        from bot.broadcasts.flows import progress_tick
-    except ImportError:  # pragma: no cover - a trimmed install
-        return None
-    return progress_tick
 
 
 @dataclass
@@ -96,7 +85,7 @@ class OutboxDispatcher:
         batch: int = 200,
         clock=utcnow,
         on_gone=None,
-        on_progress=_DEFAULT,
+        on_progress=None,
         share_rate: bool = True,
         health=None,
     ) -> None:
@@ -109,8 +98,9 @@ class OutboxDispatcher:
         self.batch = batch
         self.clock = clock
         self.on_gone = on_gone  # async callable(session, chat_id): mark the recipient inactive
-        # async callable(sessionmaker, now, broadcast_ids): report broadcast progress
-        self.on_progress = _default_progress() if on_progress is _DEFAULT else on_progress
+        # async callable(sessionmaker, now, broadcast_ids): report broadcast progress (passed in by
+        # the core: the outbox knows nothing of broadcasts)
+        self.on_progress = on_progress
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:80]
         rate = self.limiter.limits.global_rate
         # enough concurrent requests to reach the rate with Telegram's ~0.1-0.3 s answers
