@@ -114,8 +114,16 @@ _NEG_FIRST_RE = re.compile(r"(?<!是)不是" + _CLAUSE + r"{1,24}?[,，\s]*(?:�
 _NEG_AFTER_RE = re.compile(r"(?<=" + _CLAUSE + r")[,，]\s*(?:而|也|并|可)?不是" + _CLAUSE + r"{1,24}")
 
 
+# 「不是X，Y」「不用解释X，我就想Y」「不是问X，我要Y」: an opening clause that says what the resident is
+# NOT asking, followed by the one they are asking (not 不是很/不是太: "not very").
+_NEG_LEAD_RE = re.compile(r"^\s*(?:并|倒|也)?(?:不是(?![很太特挺])|不用|不必|不问|不想问|别(?![人的处家样]))" + _CLAUSE + r"{1,24}[,，;；]\s*(?=" + _CLAUSE + r"{4})")
+
+
 def drop_negated(text: str) -> str:
-    """``text`` without the negated clause of a 不是X是Y / Y，不是X contrast (unchanged otherwise)."""
+    """``text`` without the negated clause of a 不是X是Y / Y，不是X / 不是X，Y contrast (unchanged otherwise)."""
+    lead = _NEG_LEAD_RE.sub("", text)
+    if lead != text and lead.strip(" ,，。.!！?？"):
+        text = lead
     if "不是" not in text:
         return text
     out = _NEG_FIRST_RE.sub(" ", text)
