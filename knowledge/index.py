@@ -67,13 +67,13 @@ SEM_TOP = 5              # best entries by cosine added to the lexical candidate
 # model fitted on the DEV split only (``python bench/faq.py --calibrate``); its output is the
 # probability that this entry is the one the resident asked about, and ``score``/candidate scores are
 # that probability × 100 everywhere (the bot, ``gridbot faq match``, the bench).
-CALIB_W = (9.899, 7.080, 7.003, 13.106, 1.390, -0.049, -13.974, 0.832, -2.914)   # L, cos, L lead, cos lead, meaningful, agree, L×cos
-CALIB_B = -6.159
+CALIB_W = (9.929, 7.274, 7.042, 13.112, 1.340, -0.070, -14.168, 0.849, -2.921)   # L, cos, L lead, cos lead, meaningful, agree, L×cos
+CALIB_B = -6.182
 # The lexical fast path: a second logistic model over the lexical-only part of the row (L, L lead,
 # meaningful, asking-clause L, its lead), fitted the same way; at or above FAST_MIN the answer is
 # given without running the encoder (no dev question was answered wrongly this way out of fold).
-FAST_W = (2.591, 11.334, 2.036, -0.026, 0.769)
-FAST_B = -3.587
+FAST_W = (2.558, 11.306, 2.004, -0.025, 0.789)
+FAST_B = -3.544
 FAST_MIN = 99.5
 FAST_COLS = (0, 2, 4, 7, 8)   # the columns of a full row the fast model reads
 LEXICAL_MIN = 42.0       # the fast path's own score (0–100) must reach this to answer

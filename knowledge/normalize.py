@@ -44,7 +44,7 @@ FILLERS = (
     "一下", "帮我看看", "帮忙看看", "帮我查查", "小助手", "机器人", "哈喽", "嗨",
 )
 # Sentence-final particles, removed only before punctuation/space/end of text.
-PARTICLES = "吗呢啊呀吧哈哦噢喔啦咧哇"  # not 么/嘛: 什么, 干嘛
+PARTICLES = "吗呢啊呀吧哈哦噢喔啦咧哇嘞呗"  # not 么/嘛: 什么, 干嘛
 # English fillers, removed as whole words.
 EN_FILLERS = ("please", "pls", "plz", "hi", "hello", "hey", "thanks", "thank you", "thx", "excuse me", "sorry",
               "can you tell me", "i want to know", "i wonder", "could you", "can you", "bot")
@@ -59,7 +59,7 @@ test 测试 hello hi hey thanks thank you 对 是的 不是 厉害 牛 棒 赞 6
 _PUNCT = (r"""!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~"""
           "，。！？、；：“”‘’（）《》〈〉【】『』「」〔〕…—～·￥％＠＃＆＊｜〜–―•・°℃")
 _PUNCT_CLASS = "[" + re.escape(_PUNCT) + r"\s]"
-_PARTICLE_RE = re.compile("[" + PARTICLES + "]+(?=" + _PUNCT_CLASS + "|$)")
+_PARTICLE_RE = re.compile("(?:[" + PARTICLES + "]+|(?<=[\u3400-\u9fff])不(?=[?？]))(?=" + _PUNCT_CLASS + "|$)")  # 「能找你不？」
 _PUNCT_RE = re.compile(_PUNCT_CLASS + "+")
 _FILLER_RE = re.compile("|".join(sorted(map(re.escape, FILLERS), key=len, reverse=True)))
 _EN_FILLER_RE = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, EN_FILLERS), key=len, reverse=True)) + r")\b")
