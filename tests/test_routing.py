@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.areas.grid_file import load_grid, loads_grid
-from bot.areas.routing import Router, normalize_text, route_cli_main, route_json
+from bot.areas.routing import Router, normalize_text, route_json
+from bot.cli import route_cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "bot" / "areas" / "sample_grid.yaml"
