@@ -20,19 +20,19 @@ from knowledge.normalize import is_chitchat, normalize
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = Path(__file__).parent / "data" / "faq_dev.yaml"
 
-# Bars on the DEV split, a little under what the matcher reaches (bench/faq.py): 93.9 % right entry
-# first, 73.1 % confident, 1.0 % confidently wrong, 1.3 % not-to-answer answered.
+# Bars on the DEV split, a little under what the matcher reaches (bench/faq.py): 94.2 % right entry
+# first, 71.8 % confident, 1.0 % confidently wrong, 1.3 % not-to-answer answered.
 BAR_TOP1_OR_SUGGEST = 0.92
 BAR_WRONG = 0.015
 BAR_OOS_ANSWERED = 0.03
-# Floors on the TEST split (written blind; nothing was tuned on it), a little under the measured
-# 88.0 % right first, 56.6 % confident, 1.8 % confidently wrong, 2.5 % not-to-answer answered:
-# they only keep the figures from sliding.
+# Floors on DEV2 (the first blind split, measured once, then tuned on) and on TEST (a second split
+# written blind; nothing was tuned on it), a little under what bench/faq.py measured, so the figures
+# cannot slide: (right first ≥, confident ≥, confidently wrong ≤, not-to-answer answered ≤).
 TEST = Path(__file__).parent / "data" / "faq_test.yaml"
-FLOOR_TEST_RIGHT_FIRST = 0.86
-FLOOR_TEST_CONFIDENT = 0.54
-CEIL_TEST_WRONG = 0.025
-CEIL_TEST_N2A = 0.04
+SPLIT_FLOORS = {
+    "faq_dev2.yaml": (0.89, 0.55, 0.01, 0.02),     # measured 91.6 %, 57.8 %, 0.3 %, 1.2 %
+    "faq_test.yaml": (0.89, 0.49, 0.015, 0.03),    # measured 90.8 %, 51.4 %, 0.4 %, 1.4 %
+}
 
 
 def _write(path: Path, text: str) -> Path:
@@ -366,8 +366,9 @@ def test_faq_catalog_keys():
 # --------------------------------------------------------------------------- the held-out test split
 
 
-def test_test_split_figures_do_not_slide(matcher):
-    d = yaml.safe_load(TEST.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("split", sorted(SPLIT_FLOORS))
+def test_held_out_split_figures_do_not_slide(matcher, split):
+    d = yaml.safe_load((TEST.parent / split).read_text(encoding="utf-8"))
     ins = [(it["expect"], it["q"]) for it in d["items"] if it.get("expect")]
     n2a = [it["q"] for it in d["items"] if not it.get("expect")]
     right_first = confident = wrong = 0
@@ -380,12 +381,13 @@ def test_test_split_figures_do_not_slide(matcher):
         right_first += first == eid
     answered = sum(matcher.match(q).decision == "answer" for q in n2a)
     n = len(ins)
-    print(f"\nFAQ test split: right first {right_first / n:.1%}, confident {confident / n:.1%}, "
+    print(f"\nFAQ {split}: right first {right_first / n:.1%}, confident {confident / n:.1%}, "
           f"wrong {wrong / n:.1%}, not-to-answer answered {answered / len(n2a):.1%}")
-    assert right_first / n >= FLOOR_TEST_RIGHT_FIRST
-    assert confident / n >= FLOOR_TEST_CONFIDENT
-    assert wrong / n <= CEIL_TEST_WRONG
-    assert answered / len(n2a) <= CEIL_TEST_N2A
+    floor_rf, floor_conf, ceil_wrong, ceil_n2a = SPLIT_FLOORS[split]
+    assert right_first / n >= floor_rf
+    assert confident / n >= floor_conf
+    assert wrong / n <= ceil_wrong
+    assert answered / len(n2a) <= ceil_n2a
 
 
 # --------------------------------------------------------------------------- normalisation fixes
