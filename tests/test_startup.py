@@ -50,7 +50,8 @@ def test_a_plain_sqlite_url_gets_the_async_driver(tmp_path):
 
 @pytest.mark.parametrize("name,value", [("GRIDBOT_BOT_TOKEN", "not a token"), ("GRIDBOT_LOG_LEVEL", "chatty"),
                                         ("GRIDBOT_LOG_FORMAT", "xml"), ("GRIDBOT_PROXY", "ftp://x"),
-                                        ("GRIDBOT_WEBHOOK_URL", "http://bot.example.org")])
+                                        ("GRIDBOT_WEBHOOK_URL", "http://bot.example.org"),
+                                        ("GRIDBOT_WEBHOOK_URL", "https://bot.example.org:8080")])
 def test_each_bad_setting_is_one_line_naming_it(tmp_path, name, value):
     err = one_line_error(gridbot("run", env={"GRIDBOT_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", name: value}))
     assert name in err
