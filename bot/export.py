@@ -112,6 +112,7 @@ def write_csv(head: list[str], rows: Iterable[list], out) -> int:
 
 
 def write_xlsx(head: list[str], rows: Iterable[list], out, title: str = "cases") -> int:
+    # openpyxl is slow to import and only an XLSX export needs it
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
