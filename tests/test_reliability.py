@@ -60,8 +60,16 @@ def poison(user: U.TgUser) -> dict:
     return upd
 
 
+@pytest.fixture
+def one_db(tmp_path) -> str:
+    """PostgreSQL when the run has one (CI), else SQLite: for tests where the database does not
+    change what is tested, one run instead of one per backend."""
+    return PG_URL or f"sqlite+aiosqlite:///{tmp_path / 'gridbot.db'}"
+
+
 @pytest.mark.parametrize("framework", ["aiogram", "ptb"])
-async def test_a_poison_update_fails_alone_and_polling_goes_on(framework, db_url):
+async def test_a_poison_update_fails_alone_and_polling_goes_on(framework, tmp_path):
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'gridbot.db'}"  # parsing is all that is tested here
     a, b, c = U.TgUser(31_001, "张伟"), U.TgUser(31_002, "李娜"), U.TgUser(31_003, "周杰")
     async with FakeBotAPI(token=TOKEN) as api:
         proc = await start_bot(api, db_url, framework)
@@ -334,7 +342,12 @@ async def outbox_statuses(db_url: str, chat_id: int) -> list[str]:
         await engine.dispose()
 
 
-async def test_a_reply_being_sent_at_a_sigkill_arrives_soon_after_the_restart(db_url):
+async def test_a_reply_being_sent_at_a_sigkill_arrives_soon_after_the_restart(one_db):
+    db_url = one_db
+    if PG_URL:
+        from tests.conftest import reset_postgres
+
+        await reset_postgres(PG_URL)
     user = U.TgUser(35_001, "孙丽")
     async with FakeBotAPI(token=TOKEN) as api:
         proc = await start_bot(api, db_url, "aiogram")
