@@ -32,6 +32,7 @@ async def main(n: int, rate: float, framework: str) -> dict:
     from bot.broadcasts import flows, service
     from bot.db import make_engine, make_sessionmaker, upgrade
     from bot.i18n import Texts
+    from bot.broadcasts.flows import progress_tick
     from bot.outbox.dispatcher import OutboxDispatcher
     from bot.outbox.models import OutboxMessage
     from bot.outbox.ratelimit import Limits, RateLimiter
@@ -66,7 +67,8 @@ async def main(n: int, rate: float, framework: str) -> dict:
             bc = await service.start(session=s, broadcast_id=bc.id, author_id=admin, chat_id=admin, now=now)
             total = await flows.launch(session=s, now=now, bc=bc, admin_chat_id=admin, t=Texts("zh"))
         tracemalloc.start()
-        d = OutboxDispatcher(sm, transport, limiter=RateLimiter(Limits(global_rate=rate, shared=SHARED)), workers=8)
+        d = OutboxDispatcher(sm, transport, limiter=RateLimiter(Limits(global_rate=rate, shared=SHARED)), workers=8,
+                             on_progress=progress_tick)
         t0 = time.monotonic()
         d.start()
         while True:

@@ -38,8 +38,10 @@ from sqlalchemy import event, func, insert, select, text  # noqa: E402
 
 from bot.app import Core  # noqa: E402
 from bot.areas.models import Area, Category  # noqa: E402
+from bot.cases import messages  # noqa: E402
 from bot.cases.models import Case  # noqa: E402
-from bot.db import Base, import_all_models, make_engine  # noqa: E402
+from bot.db import Base, make_engine  # noqa: E402
+from bot.models import import_all_models  # noqa: E402
 from bot.outbox.models import OutboxMessage  # noqa: E402
 from bot.people.models import Person  # noqa: E402
 from bot.runner import prepare_database  # noqa: E402
@@ -214,7 +216,7 @@ async def floors(core: Core) -> dict:
     async with core.sessionmaker() as s:
         await stats.workloads(session=s, now=NOW, per_worker=jobs.WORKER_TASKS)
         await stats.breakdown(session=s, area_ids=None, start=NOW - timedelta(days=1), end=NOW, now=NOW)
-        await stats.overdue_by_area(session=s, now=NOW, per_area=jobs.OLDEST)
+        await stats.overdue_by_area(session=s, now=NOW, per_area=messages.OLDEST)
     out["digest_queries"] = time.perf_counter() - t0
     return out
 

@@ -102,7 +102,8 @@ async def _run_gridbot(cfg: dict, stop, ready, out) -> None:
     import logging
 
     from bot.app import Core
-    from bot.db import Base, import_all_models, make_engine
+    from bot.db import Base, make_engine
+    from bot.models import import_all_models
     from bot.runner import BotRunner, prepare_database
     from bot.settings import load_settings
 

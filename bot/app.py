@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.broadcasts.flows import progress_tick
 from bot.clock import utcnow
 from bot.core_models import InboxUpdate
-from bot.db import DbHealth, make_engine, make_sessionmaker
+from bot.db import DbHealth, is_passing, make_engine, make_sessionmaker
 from bot.i18n import Texts
+from bot.leases import holder_name
 from bot.logonce import ErrorLog
 from bot.notify import language_of
 from bot.outbox.dispatcher import OutboxDispatcher
@@ -35,6 +37,10 @@ from bot.transport.base import Messenger, Outgoing
 from bot.updates import chat_of, to_incoming
 
 log = logging.getLogger("gridbot")
+
+# a chat's lease: renewed while its updates are handled, free again this long after its holder died
+CHAT_LEASE = timedelta(seconds=6)
+RETRIES = 4  # a passing database fault (no free connection, a deadlock) is retried this often
 
 Feed = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -100,7 +106,12 @@ class Core:
         self.bot_username: str | None = None
         self.feed: Feed = self.process  # a transport replaces this with its framework's dispatch
         self.dispatcher: OutboxDispatcher | None = None
-        self._chains: dict[int, asyncio.Task] = {}
+        self._chains: dict[int, asyncio.Task] = {}  # chat -> the task handling its updates
+        self._loose: set[asyncio.Task] = set()  # updates of no chat
+        self._again: set[int] = set()  # chats with an update submitted while being drained
+        self._arriving: dict[int, int] = {}  # chat -> updates being stored right now (webhook)
+        self.holder = holder_name(self)
+        self._renewer: asyncio.Task | None = None
         self._slots = asyncio.Semaphore(settings.max_concurrent_chats)
         self._router = None
         self._matcher = None
@@ -179,7 +190,7 @@ class Core:
         self.dispatcher = OutboxDispatcher(self.sessionmaker, messenger,
                                            limiter=RateLimiter(limits or Limits.from_settings(self.settings)),
                                            workers=self.settings.outbox_workers, clock=self.clock, on_gone=mark_gone,
-                                           health=self.health)
+                                           on_progress=progress_tick, health=self.health)
         return self.dispatcher
 
     # --- the inbox --------------------------------------------------------------------------
@@ -220,22 +231,49 @@ class Core:
         return good
 
     async def recover(self) -> int:
-        """Queue what was stored but never handled (the process died with it in hand)."""
+        """Queue what was stored but never handled (the process died with it in hand, or another
+        replica did): each such chat is drained by whoever claims it. The number of updates."""
         async with self.sessionmaker() as s:
-            rows = (await s.execute(select(InboxUpdate.payload).where(InboxUpdate.handled_at.is_(None))
-                                    .order_by(InboxUpdate.update_id))).scalars().all()
-        for payload in rows:
-            self.submit(payload)
+            rows = (await s.execute(select(InboxUpdate.chat_id, InboxUpdate.payload)
+                                    .where(InboxUpdate.handled_at.is_(None))
+                                    .order_by(InboxUpdate.update_id))).all()
+        for chat, payload in rows:
+            if chat is None:
+                self.submit(payload)
+            elif chat not in self._chains:
+                self._start_drain(chat)
         return len(rows)
 
     # --- ordering -----------------------------------------------------------------------------
+    #
+    # One chat's updates are handled one at a time, in update_id order, by one replica at a time:
+    # whoever holds the chat's lease (a row in `leases`, renewed while it works, lapsing a few
+    # seconds after its holder died) reads the chat's unhandled updates from the inbox in
+    # update_id order and handles them. The order is the inbox's, not the order the updates
+    # arrived in: an update that overtook an earlier one on the way in waits for it.
 
     def submit(self, update: dict[str, Any]) -> asyncio.Task:
-        """Handle after every earlier update of the same chat; other chats run concurrently."""
-        chat = chat_of(update) or 0
-        prev = self._chains.get(chat)
-        task = asyncio.create_task(self._after(prev, update))
+        """Handle after every earlier update of the same chat; other chats run concurrently.
+        The update must be in the inbox already."""
+        chat = chat_of(update)
+        if chat is None:  # belongs to no chat: nothing to keep in order
+            return self._track(asyncio.create_task(self._handle(update)))
+        return self._start_drain(chat)
+
+    def _track(self, task: asyncio.Task) -> asyncio.Task:
+        self._loose.add(task)
+        task.add_done_callback(self._loose.discard)
+        return task
+
+    def _start_drain(self, chat: int) -> asyncio.Task:
+        task = self._chains.get(chat)
+        if task is not None and not task.done():
+            self._again.add(chat)  # it looks at the inbox once more before it lets go
+            return task
+        task = asyncio.create_task(self._drain_chat(chat))
         self._chains[chat] = task
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_chats())
 
         def _forget(t: asyncio.Task, chat: int = chat) -> None:
             if self._chains.get(chat) is t:
@@ -244,21 +282,104 @@ class Core:
         task.add_done_callback(_forget)
         return task
 
-    async def _after(self, prev: asyncio.Task | None, update: dict[str, Any]) -> None:
-        if prev is not None:
-            await asyncio.wait([prev])
-        async with self._slots:
+    async def _unhandled(self, chat: int, limit: int = 50) -> list[dict[str, Any]]:
+        async with self.sessionmaker() as s:
+            return list((await s.execute(
+                select(InboxUpdate.payload).where(InboxUpdate.chat_id == chat, InboxUpdate.handled_at.is_(None))
+                .order_by(InboxUpdate.update_id).limit(limit))).scalars())
+
+    async def _renew_chats(self) -> None:
+        """While chats are in hand, renew all their leases in one statement every CHAT_LEASE/3:
+        a slow update (a handler waiting for a connection) never lets its chat's lease lapse."""
+        from bot.core_models import Lease
+
+        while self._chains:
+            await asyncio.sleep(CHAT_LEASE.total_seconds() / 3)
             try:
-                await self.feed(update)
+                async with self.sessionmaker() as s, s.begin():
+                    await s.execute(update(Lease).where(Lease.holder == self.holder, Lease.name.like("chat:%"))
+                                    .values(expires_at=self.clock() + CHAT_LEASE)
+                                    .execution_options(synchronize_session=False))
             except Exception as e:
-                # the framework could not even parse it: keep the error, do not retry it forever
-                self.errors.exception(e, "update %s failed in the transport", update.get("update_id"))
+                if not await self.health.down(e):
+                    self.errors.exception(e, "renewing chat leases failed")
 
-                async def mark(s):
-                    await s.execute(update_(update.get("update_id", 0), self.clock(),
-                                            error=f"transport: {type(e).__name__}: {e}"[:2000]))
+    async def _drain_chat(self, chat: int) -> None:
+        # one of max_concurrent_chats slots for the whole turn: claiming and reading the chat
+        # take database connections too, and a burst of new chats must not exhaust the pool
+        async with self._slots:
+            await self._drain_chat_in_slot(chat)
 
-                await self.write(mark)
+    async def _drain_chat_in_slot(self, chat: int) -> None:
+        from bot import leases
+
+        name = f"chat:{chat}"
+        tried: set[int] = set()  # an update that stays unhandled after its turn is not retried here
+        while True:
+            self._again.discard(chat)
+            try:
+                got = await leases.acquire(self.sessionmaker, name, self.holder, CHAT_LEASE, self.clock())
+            except Exception as e:
+                if await self.health.down(e):
+                    await self.health.wait_up()
+                    continue
+                self.errors.exception(e, "claiming chat %s failed", chat)
+                return
+            if not got:
+                return  # another replica has the chat; it looks again before it lets go
+            try:
+                while True:
+                    # an update of this chat still being stored here may be an earlier one
+                    for _ in range(100):
+                        if not self._arriving.get(chat):
+                            break
+                        await asyncio.sleep(0.01)
+                    try:
+                        batch = [u for u in await self._unhandled(chat) if int(u["update_id"]) not in tried]
+                    except Exception as e:
+                        if await self.health.down(e):
+                            await self.health.wait_up()
+                            continue
+                        raise
+                    if not batch:
+                        break
+                    for u in batch:
+                        tried.add(int(u["update_id"]))
+                        await self._handle(u, slot=False)
+            except Exception as e:
+                self.errors.exception(e, "handling chat %s failed", chat)
+            finally:
+                try:
+                    await leases.release(self.sessionmaker, name, self.holder)
+                except Exception as e:  # it lapses by itself
+                    if not await self.health.down(e):
+                        self.errors.exception(e, "releasing chat %s failed", chat)
+            # an update stored after our last look (here or at another replica, which found the
+            # chat taken) is ours to handle now
+            if chat in self._again:
+                continue
+            try:
+                left = [u for u in await self._unhandled(chat, 5) if int(u["update_id"]) not in tried]
+            except Exception:
+                left = []
+            if not left:
+                return
+
+    async def _handle(self, update: dict[str, Any], slot: bool = True) -> None:
+        if slot:
+            async with self._slots:
+                return await self._handle(update, slot=False)
+        try:
+            await self.feed(update)
+        except Exception as e:
+            # the framework could not even parse it: keep the error, do not retry it forever
+            self.errors.exception(e, "update %s failed in the transport", update.get("update_id"))
+
+            async def mark(s):
+                await s.execute(update_(update.get("update_id", 0), self.clock(),
+                                        error=f"transport: {type(e).__name__}: {e}"[:2000]))
+
+            await self.write(mark)
 
     async def write(self, work: Callable[[Any], Awaitable[Any]], held: int = 0) -> Any:
         """Run `work(session)` in a transaction, waiting out a database outage and retrying."""
@@ -274,26 +395,40 @@ class Core:
 
     async def drain(self) -> None:
         """Wait for every update in hand (SIGTERM, tests)."""
-        while self._chains:
-            await asyncio.wait(list(self._chains.values()))
+        while self._chains or self._loose:
+            await asyncio.wait(list(self._chains.values()) + list(self._loose))
+
+    async def sweep(self) -> int:
+        """Every few seconds: chats with updates nobody is handling (their replica died, or an
+        update arrived while another replica was letting the chat go)."""
+        try:
+            return await self.recover()
+        except Exception as e:
+            if not await self.health.down(e):
+                self.errors.exception(e, "inbox sweep failed")
+            return 0
 
     # --- one update, one transaction ------------------------------------------------------------
 
     async def process(self, update: dict[str, Any]) -> None:
-        """Handle one update; a database outage is waited out and the update handled after it."""
+        """Handle one update; a database outage is waited out and the update handled after it,
+        a passing fault (no free connection, a deadlock) retried a few times."""
         held = 1
-        while True:
+        for attempt in range(1000):
             try:
-                await self._process(update)
+                await self._process(update, last_try=attempt >= RETRIES)
                 return
-            except Exception as e:  # only what `_process` could not even record as failed
-                if not await self.health.down(e, held):
+            except Exception as e:  # an outage or a passing fault: nothing was written
+                if await self.health.down(e, held):
+                    held = 0
+                    await self.health.wait_up()
+                elif attempt < RETRIES:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                else:
                     self.errors.exception(e, "update %s could not be recorded as failed", update.get("update_id"))
                     return
-                held = 0
-            await self.health.wait_up()
 
-    async def _process(self, update: dict[str, Any]) -> None:
+    async def _process(self, update: dict[str, Any], last_try: bool = True) -> None:
         from handlers import dispatch
 
         now = self.clock()
@@ -315,8 +450,8 @@ class Core:
                 ctx = Ctx(ev=ev, session=s, now=now, core=self, person=person, t=Texts(language_of(person)))
                 await dispatch(ctx)
         except Exception as e:
-            if await self.health.down(e):
-                raise  # nothing was written: handled again once the database is back
+            if await self.health.down(e) or not last_try and is_passing(e):
+                raise  # nothing was written: handled again (once the database is back)
             self.errors.exception(e, "update %s failed", update.get("update_id"))
             await self._failed(update, ev, e, now)
         else:
@@ -330,7 +465,9 @@ class Core:
         """A handler crashed: the update is marked handled (a poison update must not block the
         chat forever), the error kept, and the user told politely."""
         async with self.sessionmaker() as s, s.begin():
-            await s.execute(update_(update["update_id"], now, error=f"{type(error).__name__}: {error}"[:2000]))
+            marked = await s.execute(update_(update["update_id"], now, error=f"{type(error).__name__}: {error}"[:2000]))
+            if marked.rowcount == 0:
+                return  # handled meanwhile (by another replica)
             if ev is not None and ev.user.id:
                 from bot.people.models import Person
 
@@ -347,9 +484,7 @@ class Core:
 
 
 def update_(update_id: int, now: datetime, error: str | None = None):
-    q = update(InboxUpdate).where(InboxUpdate.update_id == int(update_id))
-    if error is None:
-        q = q.where(InboxUpdate.handled_at.is_(None))
+    q = update(InboxUpdate).where(InboxUpdate.update_id == int(update_id), InboxUpdate.handled_at.is_(None))
     values: dict[str, Any] = dict(handled_at=now, attempts=InboxUpdate.attempts + 1)
     if error is not None:
         values["error"] = error

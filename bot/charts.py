@@ -48,6 +48,7 @@ class ChartData:
 
 
 def _matplotlib():
+    # matplotlib takes a second to import: only /stats charts need it (the bot starts without it)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,12 +1,16 @@
-"""The `gridbot` command line. Commands that need no Telegram never import a bot framework."""
+"""The `gridbot` command line: every entry point. Commands that need no Telegram never import a
+bot framework: each command imports what it needs inside its function (the one place in gridbot
+where that is the rule), so `gridbot --help`, `grid route` and `jobs list` start fast."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
-from typing import Optional
+import math
+from typing import IO, Optional
 
 import typer
 
@@ -84,8 +88,6 @@ def broadcast(
     yes: bool = typer.Option(False, "--yes", help="send; without it only the recipients are counted"),
 ) -> None:
     """Queue a broadcast notice; the running bot delivers it within the rate limits."""
-    from bot.broadcasts.flows import broadcast_cli_main
-
     raise typer.Exit(broadcast_cli_main(_settings(), text=text, audience=audience, photo=photo, author_id=author,
                                         yes=yes, echo=typer.echo))
 
@@ -99,10 +101,224 @@ def export_cases(
     status: Optional[str] = typer.Option(None, "--status"),
 ) -> None:
     """Write the cases as CSV (UTF-8 with BOM, for Excel) or XLSX."""
-    from bot.export import export_cli_main
-
     raise typer.Exit(export_cli_main(_settings(), fmt=fmt, out=str(out) if out else None, since=since, area=area,
                                      status=status, echo=lambda m: typer.echo(m, err=True)))
+
+
+def broadcast_cli_main(settings, *, text: str, audience: str = "all", photo: str | None = None,
+                       author_id: int | None = None, yes: bool = False, echo=print) -> int:
+    """`gridbot broadcast --audience all|residents|workers|groups|area:<id> --text … [--photo FILE_ID] [--yes]`
+
+    Queues a broadcast from the shell (the running bot delivers it); without --yes it only
+    prints how many would get it. Progress goes to the author (default: the first admin id).
+    Returns the exit code.
+    """
+    from bot.areas.models import Area
+    from bot.broadcasts import service
+    from bot.broadcasts.flows import launch
+    from bot.clock import utcnow
+    from bot.db import make_engine, make_sessionmaker
+    from bot.i18n import Texts
+    from bot.notify import language_of
+    from bot.people.models import AuditEntry, Person
+
+    if audience not in service.AUDIENCES and not audience.startswith("area:"):
+        echo(f"gridbot: unknown audience {audience!r} (all, residents, workers, groups, area:<id>)")
+        return 2
+    text = (text or "").strip()
+    if not text or len(text) > service.MAX_TEXT:
+        echo(f"gridbot: the text must have 1 to {service.MAX_TEXT} characters")
+        return 2
+    author = author_id if author_id is not None else (settings.admin_ids[0] if settings.admin_ids else 0)
+
+    async def go() -> int:
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as s, s.begin():
+                now = utcnow()
+                if audience.startswith("area:"):
+                    area = await s.get(Area, audience[5:])
+                    if area is None or area.retired:
+                        echo(f"gridbot: no area {audience[5:]!r} in the grid (the ids are in `gridbot grid show`)")
+                        return 2
+                n = await service.count(session=s, audience=audience)
+                if not yes:
+                    echo(f"{n} recipients; add --yes to send")
+                    return 0
+                if n == 0:
+                    echo("nobody to send to")
+                    return 1
+                t = Texts(language_of(await s.get(Person, author))) if author else Texts("zh")
+                bc = await service.create_draft(session=s, author_id=author, text=text, photo=photo,
+                                                audience=audience, total=n, now=now)
+                bc = await service.start(session=s, broadcast_id=bc.id, author_id=author,
+                                         chat_id=author if author else None, now=now)
+                sent_to = await launch(session=s, now=now, bc=bc, admin_chat_id=author or None, t=t)
+                s.add(AuditEntry(at=now, actor_id=author or None, action="broadcast",
+                                 detail=f"#{bc.id} {audience} {sent_to} (command line)"))
+                echo(f"broadcast #{bc.id} queued for {sent_to} recipients")
+                return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def export_cli_main(settings, *, fmt: str = "csv", out: str | None = None, since: str | None = None,
+                    area: str | None = None, status: str | None = None, lang: str = "zh", echo=print) -> int:
+    """`gridbot export cases --format csv|xlsx [--out FILE] [--since DATE] [--area ID] [--status S]`
+
+    Writes to FILE (default: stdout for CSV, cases-YYYYMMDD-HHMM.xlsx for XLSX). --since is YYYY-MM-DD in the
+    configured time zone; --area includes the area's whole subtree. Returns the exit code.
+    """
+    from bot.areas.service import load_tree
+    from bot.clock import utcnow
+    from bot.db import make_engine, make_sessionmaker
+    from bot.export import FORMATS, STATUSES, Filters, export
+    from bot.i18n import Texts
+
+    if fmt not in FORMATS:
+        echo(f"gridbot: --format must be csv or xlsx, not {fmt!r}")
+        return 2
+    if fmt == "xlsx" and not out:
+        # a spreadsheet is not for a terminal: a file named after the moment
+        out = f"cases-{utcnow().astimezone(settings.tz):%Y%m%d-%H%M}.xlsx"
+    if status and status not in STATUSES:
+        echo(f"gridbot: --status must be one of {', '.join(STATUSES)}, not {status!r}")
+        return 2
+    start = None
+    if since:
+        try:
+            start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=settings.tz)
+        except ValueError:
+            echo(f"gridbot: --since must be YYYY-MM-DD, not {since!r}")
+            return 2
+
+    async def go() -> int:
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as s:
+                area_ids = None
+                if area:
+                    area_ids = tuple((await load_tree(session=s, include_retired=False)).subtree(area))
+                    if not area_ids:
+                        echo(f"gridbot: no area {area!r}")
+                        return 2
+                filters = Filters(since=start, area_ids=area_ids, status=status)
+                t = Texts(lang)
+                if out:
+                    with open(out, "wb") as f:
+                        n = await export(session=s, filters=filters, fmt=fmt, now=utcnow(), tz=settings.tz, t=t,
+                                         out=f)
+                    echo(f"{n} cases written to {out}")
+                else:
+                    n = await export(session=s, filters=filters, fmt=fmt, now=utcnow(), tz=settings.tz, t=t,
+                                     out=sys.stdout.buffer)
+                    sys.stdout.buffer.flush()
+                return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+async def run_job_now(settings, name: str) -> dict:
+    """`gridbot jobs run NAME`: a core without a transport on the configured database."""
+    from bot.app import Core
+    from bot.runner import prepare_database
+    from scheduler.registry import run_job
+
+    engine = await prepare_database(settings, sample_grid=None)
+    core = Core(settings, engine=engine)
+    try:
+        return await run_job(core, name)
+    finally:
+        await engine.dispose()
+
+
+# --- gridbot grid route: the routing contract on the command line (SPEC.md) ----------------
+
+
+def _dump(obj: dict) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def _num(v, what: str) -> float:
+    if isinstance(v, bool) or v is None:
+        raise ValueError(f"{what} must be a number")
+    if isinstance(v, str):
+        v = v.strip()
+    x = float(v)
+    if not math.isfinite(x):
+        raise ValueError(f"{what} must be a finite number")
+    return x
+
+
+def _route_line(router, line: str) -> dict:
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError('expected a JSON object {"address": …} or {"lat": …, "lon": …}')
+    address = obj.get("address")
+    if address is not None and not isinstance(address, str):
+        raise ValueError("address must be a string")
+    has_lat, has_lon = obj.get("lat") is not None, obj.get("lon") is not None
+    if has_lat != has_lon:
+        raise ValueError("lat and lon must be given together")
+    if not address and not has_lat:
+        raise ValueError('expected "address" or "lat" and "lon"')
+    lat = _num(obj["lat"], "lat") if has_lat else None
+    lon = _num(obj["lon"], "lon") if has_lon else None
+    from bot.areas.routing import route_json
+
+    return route_json(router, address=address, lat=lat, lon=lon)
+
+
+def route_cli_main(address: str | None, lat: float | None, lon: float | None,
+                   grid_path: str | Path | None, stdin: IO[str], stdout: IO[str], *,
+                   router=None) -> int:
+    """``gridbot grid route [--address TEXT] [--lat X --lon Y] [--grid FILE] --json``.
+
+    Prints one JSON object per query.  Exit status: 0 ok, 1 when some stdin lines were
+    malformed (each gets ``{"line": n, "error": …}`` and the rest are still routed),
+    2 for a usage error or an invalid grid file (``{"error": …}``).  ``router`` (the grid in
+    the database) is used instead of ``grid_path`` when given."""
+    from bot.areas.grid_file import GridFileError
+    from bot.areas.routing import get_router, route_json
+
+    if (lat is None) != (lon is None):
+        stdout.write(_dump({"error": "--lat and --lon must be given together"}) + "\n")
+        return 2
+    try:
+        if router is None:
+            router = get_router(grid_path)
+    except GridFileError as exc:
+        stdout.write(_dump({"error": str(exc)}) + "\n")
+        return 2
+    if address is not None or lat is not None:
+        try:
+            la = _num(lat, "lat") if lat is not None else None
+            lo = _num(lon, "lon") if lon is not None else None
+        except (TypeError, ValueError) as exc:
+            stdout.write(_dump({"error": str(exc)}) + "\n")
+            return 2
+        stdout.write(_dump(route_json(router, address=address, lat=la, lon=lo)) + "\n")
+        stdout.flush()
+        return 0
+    status = 0
+    for n, line in enumerate(stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            out = _route_line(router, line)
+        except (ValueError, TypeError) as exc:
+            out = {"line": n, "error": str(exc)}
+            status = 1
+        stdout.write(_dump(out) + "\n")
+        stdout.flush()
+    return status
 
 
 @db_app.command("upgrade")
@@ -256,8 +472,6 @@ def grid_route(
     as_json: bool = typer.Option(True, "--json/--no-json", help="print JSON (the only format)"),
 ) -> None:
     """Which area and assignee a place goes to: {"area_id", "assignee", "score"}."""
-    from bot.areas.routing import route_cli_main
-
     if (lat is None) != (lon is None):
         _fail("--lat and --lon go together")
     router = None
@@ -369,7 +583,7 @@ def jobs_list() -> None:
 @jobs_app.command("run")
 def jobs_run(name: str) -> None:
     """Run one job now (it still takes its lease and sends nothing twice)."""
-    from scheduler.registry import JOBS, run_job_now
+    from scheduler.registry import JOBS
 
     if name not in JOBS:
         _fail(f"no job {name!r}; jobs: {', '.join(JOBS)}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core_models import Conversation
@@ -15,6 +15,7 @@ from bot.notify import Buttons, Render, notify
 from bot.outbox.kinds import MessageKind
 from bot.outbox.service import enqueue
 from bot.people.models import Person
+from bot.people.service import roles_of
 from bot.transport.base import Incoming, Keyboard, Location, Outgoing
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ class Ctx:
 
     async def roles(self):
         if self._roles is None:
-            from bot.people.service import roles_of
-
             self._roles = await roles_of(session=self.session, person=self.person, settings=self.core.settings)
         return self._roles
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,25 @@ def is_outage(exc: BaseException) -> bool:
                 e, (sa_exc.OperationalError, sa_exc.InterfaceError))):
             return True
         if type(e).__name__ in _OUTAGE_NAMES:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def is_passing(exc: BaseException) -> bool:
+    """A fault worth trying again at once: no free connection in the pool, a deadlock, a
+    serialization failure (the database itself answers)."""
+    from sqlalchemy import exc as sa_exc
+
+    e: BaseException | None = exc
+    for _ in range(10):
+        if e is None:
+            return False
+        if isinstance(e, sa_exc.TimeoutError):
+            return True
+        if type(e).__name__ in ("DeadlockDetectedError", "SerializationError"):
+            return True
+        if "deadlock detected" in str(e) or "database is locked" in str(e):
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -227,6 +248,29 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         await conn.run_sync(_run)
 
 
+STARTUP_LOCK_ID = 0x67726973  # migrations and the first grid import, one replica at a time
+
+
+@asynccontextmanager
+async def startup_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """On PostgreSQL, a session advisory lock held across migrating and importing the grid (its
+    own connection: the migration takes a transaction lock of another id on another one)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql(f"SELECT pg_advisory_lock({STARTUP_LOCK_ID})")
+        await conn.commit()
+        try:
+            yield
+        finally:
+            try:
+                await conn.exec_driver_sql(f"SELECT pg_advisory_unlock({STARTUP_LOCK_ID})")
+                await conn.commit()
+            except Exception:  # the connection is gone, and the lock with it
+                pass
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
         def _rev(sync_conn):
@@ -235,13 +279,3 @@ async def current_revision(engine: AsyncEngine) -> str | None:
             return sync_conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
         return await conn.run_sync(_rev)
-
-
-def import_all_models() -> None:
-    """Import every model module so Base.metadata is complete (for Alembic and tests)."""
-    import bot.areas.models  # noqa: F401
-    import bot.broadcasts.models  # noqa: F401
-    import bot.cases.models  # noqa: F401
-    import bot.core_models  # noqa: F401
-    import bot.outbox.models  # noqa: F401
-    import bot.people.models  # noqa: F401

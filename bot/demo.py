@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shlex
+import socket
 import sys
 import time
 from pathlib import Path
@@ -17,9 +19,15 @@ from typing import TextIO
 from sqlalchemy import select
 
 from bot.app import Core
+from bot.cases.service import assignee_for, supervisors_above
+from bot.clock import utcnow
+from bot.people.models import Person
+from bot.people.service import ensure_person
 from bot.runner import prepare_database
 from bot.settings import load_settings
 from bot.transport.console import ConsoleMessenger
+from bot.web import login_link, serve
+from scheduler.registry import JOBS, run_job
 
 EXAMPLE_ADDRESS = "香港中路12号"
 RESIDENT = 9001
@@ -49,13 +57,9 @@ class Demo:
         self.speaker = RESIDENT
 
     async def load_cast(self) -> None:
-        from bot.people.models import Person
-
         async with self.core.sessionmaker() as s:
             names = dict((await s.execute(select(Person.id, Person.name))).all())
         # the captain and supervisor of the README's example address, so the walkthrough works
-        from bot.cases.service import assignee_for, supervisors_above
-
         area_id = self.core.router.route_address(EXAMPLE_ADDRESS).area_id
         async with self.core.sessionmaker() as s:
             captain = await assignee_for(session=s, area_id=area_id)
@@ -135,8 +139,6 @@ class Demo:
         elif cmd == "console":
             self.out(f"  command centre: {console_link(self.core.settings)}")
         elif cmd == "job":
-            from scheduler.registry import JOBS, run_job
-
             if not args or args[0] not in JOBS:
                 self.out(f"  jobs: {', '.join(JOBS)}")
                 return True
@@ -164,22 +166,16 @@ class Demo:
 
 def console_link(settings) -> str:
     """A one-time link that signs the demo admin in to the web command centre."""
-    from bot.web import login_link
-
     return login_link(settings, ADMIN)
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 async def run_demo(db: Path, source: TextIO, interactive: bool, out=print) -> int:
-    import os
-
     db.parent.mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("GRIDBOT_WEB_PORT") or 0) or _free_port()
     settings = load_settings(database_url=f"sqlite+aiosqlite:///{db}", admin_ids=str(ADMIN), bot_token="",
@@ -192,9 +188,6 @@ async def run_demo(db: Path, source: TextIO, interactive: bool, out=print) -> in
     dispatcher = core.attach(console)
     demo = Demo(core, console, out)
     await demo.load_cast()
-    from bot.clock import utcnow
-    from bot.people.service import ensure_person
-    from bot.web import serve
 
     async with core.sessionmaker() as s, s.begin():
         await ensure_person(session=s, user_id=ADMIN, name="孙敏", now=utcnow())

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.models import Area, Category
-from bot.areas.service import load_tree
 from bot.cases.models import Case
 from bot.cases.transitions import FINAL, OPEN
 from bot.people.models import Person
@@ -113,6 +112,7 @@ def write_csv(head: list[str], rows: Iterable[list], out) -> int:
 
 
 def write_xlsx(head: list[str], rows: Iterable[list], out, title: str = "cases") -> int:
+    # openpyxl is slow to import and only an XLSX export needs it
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
@@ -165,64 +165,6 @@ async def export_bytes(*, session: AsyncSession, filters: Filters, fmt: str, now
     buf = io.BytesIO()
     n = await export(session=session, filters=filters, fmt=fmt, now=now, tz=tz, t=t, out=buf)
     return buf.getvalue(), n
-
-
-def export_cli_main(settings, *, fmt: str = "csv", out: str | None = None, since: str | None = None,
-                    area: str | None = None, status: str | None = None, lang: str = "zh", echo=print) -> int:
-    """`gridbot export cases --format csv|xlsx [--out FILE] [--since DATE] [--area ID] [--status S]`
-
-    Writes to FILE (default: stdout for CSV, cases-YYYYMMDD-HHMM.xlsx for XLSX). --since is YYYY-MM-DD in the
-    configured time zone; --area includes the area's whole subtree. Returns the exit code.
-    """
-    import asyncio
-    import sys
-
-    from bot.clock import utcnow
-    from bot.db import make_engine, make_sessionmaker
-
-    if fmt not in FORMATS:
-        echo(f"gridbot: --format must be csv or xlsx, not {fmt!r}")
-        return 2
-    if fmt == "xlsx" and not out:
-        # a spreadsheet is not for a terminal: a file named after the moment
-        out = f"cases-{utcnow().astimezone(settings.tz):%Y%m%d-%H%M}.xlsx"
-    if status and status not in STATUSES:
-        echo(f"gridbot: --status must be one of {', '.join(STATUSES)}, not {status!r}")
-        return 2
-    start = None
-    if since:
-        try:
-            start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=settings.tz)
-        except ValueError:
-            echo(f"gridbot: --since must be YYYY-MM-DD, not {since!r}")
-            return 2
-
-    async def go() -> int:
-        engine = make_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as s:
-                area_ids = None
-                if area:
-                    area_ids = tuple((await load_tree(session=s, include_retired=False)).subtree(area))
-                    if not area_ids:
-                        echo(f"gridbot: no area {area!r}")
-                        return 2
-                filters = Filters(since=start, area_ids=area_ids, status=status)
-                t = Texts(lang)
-                if out:
-                    with open(out, "wb") as f:
-                        n = await export(session=s, filters=filters, fmt=fmt, now=utcnow(), tz=settings.tz, t=t,
-                                         out=f)
-                    echo(f"{n} cases written to {out}")
-                else:
-                    n = await export(session=s, filters=filters, fmt=fmt, now=utcnow(), tz=settings.tz, t=t,
-                                     out=sys.stdout.buffer)
-                    sys.stdout.buffer.flush()
-                return 0
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
 
 
 def period_start(now: datetime, days: int | None) -> datetime | None:

@@ -34,3 +34,36 @@ class ErrorLog:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+class OnceFilter(logging.Filter):
+    """For a log handler: a record with a traceback passes the first time its error (type and
+    place) is seen; after that it is only counted, and every `every`-th passes without the
+    traceback. Libraries (PTB logs every unreadable answer with its traceback) included."""
+
+    def __init__(self, every: int = 1000) -> None:
+        super().__init__()
+        self.every = every
+        self.counts: Counter[tuple[str, str, str]] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        key = (record.name, *error_key(exc))
+        self.counts[key] += 1
+        n = self.counts[key]
+        if n == 1:
+            return True
+        if n % self.every == 0:
+            record.exc_info = None
+            record.exc_text = None
+            record.msg = f"{record.msg} ({key[1]} at {key[2]}: {n} times so far, traceback logged the first time)"
+            return True
+        return False
+
+
+def log_tracebacks_once(every: int = 1000) -> None:
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, OnceFilter) for f in handler.filters):
+            handler.addFilter(OnceFilter(every))

@@ -6,10 +6,12 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Texts, pick_language
 from bot.outbox.kinds import MessageKind
+from bot.outbox.models import OutboxMessage
 from bot.outbox.service import enqueue
 from bot.people.models import Person
 from bot.transport.base import Keyboard, Location, Outgoing
@@ -72,10 +74,6 @@ class Letters:
     async def write(self, session: AsyncSession) -> Counter:
         """Insert what was gathered; counts by kind of the rows written, and `already_sent` for
         keys that were in the outbox before (sent once already, or about to be)."""
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        from bot.outbox.models import OutboxMessage
-
         rows, self.rows = self.rows, []
         counts: Counter = Counter()
         if not rows:

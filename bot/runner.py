@@ -10,11 +10,12 @@ import sys
 from typing import Any
 
 from bot.app import Core
-from bot.db import ensure_sqlite_dir, make_engine, upgrade
+from bot.db import ensure_sqlite_dir, make_engine, startup_lock, upgrade
 from bot.settings import SAMPLE_GRID, Settings
-from bot.updates import BIGINT, valid_update_id
+from bot.updates import BIGINT, chat_of, valid_update_id
 
 log = logging.getLogger("gridbot")
+SWEEP_EVERY = 2.0  # seconds between looks for updates whose replica died with them
 
 
 async def prepare_database(settings: Settings, engine=None, *, sample_grid: bool | None = True, installed_at=None,
@@ -35,20 +36,24 @@ async def prepare_database(settings: Settings, engine=None, *, sample_grid: bool
     engine = engine or make_engine(settings.database_url)
 
     async def step() -> bool:
-        await upgrade(engine)
-        async with make_sessionmaker(engine)() as s:
-            return await area_count(session=s) == 0
+        # replicas starting together migrate and import the grid one after another: the second
+        # finds the schema current and the grid there
+        async with startup_lock(engine):
+            await upgrade(engine)
+            async with make_sessionmaker(engine)() as s:
+                empty = await area_count(session=s) == 0
+            if empty:
+                if settings.grid_file is not None:
+                    await import_grid_file(settings, engine, settings.grid_file)
+                elif sample_grid:
+                    await import_grid_file(settings, engine, SAMPLE_GRID)
+                elif sample_grid is not None:
+                    raise NoGridError()
+        return True
 
-    empty = await (with_database(settings, step, stop) if stop is not None else step())
-    if empty is None:  # asked to stop while waiting for the database
+    done = await (with_database(settings, step, stop) if stop is not None else step())
+    if done is None:  # asked to stop while waiting for the database
         return engine
-    if empty:
-        if settings.grid_file is not None:
-            await import_grid_file(settings, engine, settings.grid_file)
-        elif sample_grid:
-            await import_grid_file(settings, engine, SAMPLE_GRID)
-        elif sample_grid is not None:
-            raise NoGridError()
     if installed_at is not None:
         from scheduler.jobs import mark_installed
 
@@ -104,6 +109,7 @@ class BotRunner:
         self.transport = None
         self.scheduler = None
         self.fetcher = None
+        self._sweeper: asyncio.Task | None = None
         self.ignored = 0  # webhook bodies acknowledged without being stored
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
@@ -151,6 +157,7 @@ class BotRunner:
                 log.info("handling %d updates recorded before the last stop", recovered)
             if not self.webhook:  # webhook mode: once its server listens
                 log.info("%s", await summary(core, webhook=False))
+            self._sweeper = asyncio.create_task(self._sweep())
             self.ready.set()
             if self.webhook:
                 await self._serve_webhook()
@@ -158,6 +165,14 @@ class BotRunner:
                 await self._poll_with_console()
         finally:
             await self._shutdown()
+
+    async def _sweep(self) -> None:
+        """Chats with updates nobody handles (a replica died with them) are taken up here."""
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), SWEEP_EVERY)
+            except asyncio.TimeoutError:
+                await self.core.sweep()
 
     def _install_signals(self) -> None:
         if sys.platform == "win32":  # no loop signal handlers there; Ctrl+C still stops asyncio.run
@@ -268,6 +283,8 @@ class BotRunner:
                     log.warning("ignored %d webhook update(s) with an out-of-range update_id", self.ignored)
                 return web.Response(text="ignored")
             # stored before the 200: an answered update is never lost
+            chat = chat_of(update)
+            core._arriving[chat] = core._arriving.get(chat, 0) + 1
             try:
                 stored = await core.receive([update])
             except Exception as e:
@@ -275,6 +292,10 @@ class BotRunner:
                     core.errors.exception(e, "storing webhook update %s failed", uid)
                 # not recorded, so not acknowledged: Telegram sends it again
                 return web.Response(status=503, text="database unavailable")
+            finally:
+                core._arriving[chat] -= 1
+                if not core._arriving[chat]:
+                    del core._arriving[chat]
             for u in stored:
                 core.submit(u)
             return web.Response(text="ok")
@@ -312,6 +333,9 @@ class BotRunner:
 
     async def _shutdown(self) -> None:
         core = self.core
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         if core is not None:
@@ -330,4 +354,7 @@ def run(settings: Settings, *, webhook: bool = False, sample_grid: bool = False)
     from bot.logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_format)
+    from bot.logonce import log_tracebacks_once
+
+    log_tracebacks_once()  # a flood of one failure is one traceback, then a count
     asyncio.run(BotRunner(settings, webhook=webhook, sample_grid=sample_grid).run())

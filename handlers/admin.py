@@ -43,7 +43,7 @@ async def invite(ctx) -> None:
     ctx.session.add(Invite(code=code, role=role, area_id=area.id, created_by=ctx.person.id, created_at=ctx.now,
                            expires_at=ctx.now + INVITE_TTL))
     audit(ctx, "invite", f"{role} {area.id}")
-    from handlers.group import deep_link
+    from handlers.group import deep_link  # here: handlers/__init__.py sets the command order
 
     await ctx.say("admin.invite_made", [[Button(ctx.t("admin.invite_link"), url=deep_link(ctx, f"inv_{code}"))]],
                   role=ctx.t(f"role.{role}"), area=area.name, link=deep_link(ctx, f"inv_{code}"),

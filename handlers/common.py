@@ -33,6 +33,8 @@ async def start(ctx) -> None:
     args = ctx.ev.args.strip()
     if ctx.ev.is_private and args:
         if args == "report":
+            # imported here, not at the top: handlers/__init__.py imports the modules in the order
+            # the menu lists their commands
             from handlers.resident import begin_report
 
             await begin_report(ctx, "")
@@ -53,8 +55,6 @@ async def start(ctx) -> None:
 
 @command("help", menu="menu.help")
 async def help_(ctx) -> None:
-    from bot.i18n import Safe
-
     await ctx.reply(await _help_text(ctx) if ctx.ev.is_private else ctx.t("core.help_group"))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from sqlalchemy import update
+
+from bot.people.models import GroupChat
 from bot.transport.base import Button
 
 
@@ -21,7 +24,7 @@ async def on_message(ctx) -> None:
     text = ev.text
     if ctx.core.bot_username:
         text = text.replace(f"@{ctx.core.bot_username}", "").strip()
-    from handlers.faq import answer_question
+    from handlers.faq import answer_question  # here: handlers/__init__.py sets the command order
 
     await answer_question(ctx, text)
 
@@ -33,9 +36,5 @@ async def on_membership(ctx) -> None:
 
 async def on_migrated(ctx) -> None:
     """A group became a supergroup: keep its settings under the new id."""
-    from sqlalchemy import update
-
-    from bot.people.models import GroupChat
-
     await ctx.session.execute(update(GroupChat).where(GroupChat.id == ctx.ev.chat.id)
                               .values(is_active=False))

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from bot import stats
-from bot.areas.service import load_tree
 from bot.areas.models import Area, Category
+from bot.areas.routing import _t2s
+from bot.areas.service import load_tree
 from bot.cases.models import Case
 from bot.charts import ChartData, Label, render_png
 from bot.export import FORMATS, Filters, export_bytes
@@ -55,8 +57,6 @@ async def find_area(session, text: str) -> Area | None:
     area = await session.get(Area, text)
     if area is not None and not area.retired:
         return area
-    from bot.areas.routing import _t2s
-
     def to_simplified(s: str) -> str:
         return _t2s().convert(s)
 
@@ -110,8 +110,6 @@ async def _scope(ctx, area_id: str | None, *, admin_only: bool) -> tuple[list[st
 
 def _plain(s: str) -> str:
     """Chart text: no HTML entities, no emoji (no chart font has them: they would be boxes)."""
-    import html
-
     return re.sub(r"[\U00010000-\U0010FFFF]", "", html.unescape(s)).strip()
 
 

@@ -434,10 +434,11 @@ async def my_cases(ctx) -> None:
 @command("case", private_only=True, menu="menu.case")
 async def show_case(ctx) -> None:
     arg = ctx.ev.args.strip().lstrip("#")
-    if not arg.isdigit():
+    if not (arg.isascii() and arg.isdigit()):  # isdigit() alone takes '²' and other digits
         await ctx.say("cases.case_usage")
         return
-    case = await ctx.session.get(Case, int(arg))
+    # an id beyond the column's range is simply no case (PostgreSQL would refuse the query)
+    case = await ctx.session.get(Case, int(arg)) if int(arg) < 2**31 else None
     if case is None or not await can_view(ctx, case):
         await ctx.say("cases.case_not_found", ref=f"#{arg}")
         return

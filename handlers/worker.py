@@ -182,15 +182,23 @@ async def _transfer_up(ctx, case: Case, actor, _arg: str) -> None:
                     [[Button(ctx.t("btn.cancel"), "w:x")]], chat_id=ctx.ev.user.id)
 
 
+async def _note(ctx, empty_key: str) -> str | None:
+    """The message's text, at most MAX_NOTE long; None (after saying why) when it is not."""
+    text = ctx.ev.text.strip()
+    if not text:
+        await ctx.say(empty_key)
+        return None
+    if len(text) > MAX_NOTE:
+        await ctx.say("report.too_long", limit=MAX_NOTE, n=len(text))
+        return None
+    return text
+
+
 @flow("transfer")
 async def on_transfer_reason(ctx) -> None:
     data = dict(ctx.state.data)
-    reason = ctx.ev.text.strip()
-    if not reason:
-        await ctx.say("work.transfer_reason_needed")
-        return
-    if len(reason) > MAX_NOTE:
-        await ctx.say("report.too_long", limit=MAX_NOTE, n=len(reason))
+    reason = await _note(ctx, "work.transfer_reason_needed")
+    if reason is None:
         return
     await ctx.clear_state()
     case = await ctx.session.get(Case, int(data["case"]))
@@ -245,13 +253,9 @@ async def on_close_text(ctx) -> None:
             return
         note = other.ref
     else:
-        if not text:
-            await ctx.say("work.transfer_reason_needed")
+        note = await _note(ctx, "work.transfer_reason_needed")
+        if note is None:
             return
-        if len(text) > MAX_NOTE:
-            await ctx.say("report.too_long", limit=MAX_NOTE, n=len(text))
-            return
-        note = text
     await ctx.clear_state()
     try:
         await flows.close(session=ctx.session, case=case, actor=await _actor(ctx, case), now=ctx.now, note=note,
@@ -286,12 +290,8 @@ async def resident_reply_button(ctx, case_id: str) -> None:
 @flow("relay")
 async def on_relay_text(ctx) -> None:
     data = dict(ctx.state.data)
-    text = ctx.ev.text.strip()
-    if not text:
-        await ctx.say("work.relay_text_only")
-        return
-    if len(text) > MAX_NOTE:
-        await ctx.say("report.too_long", limit=MAX_NOTE, n=len(text))
+    text = await _note(ctx, "work.relay_text_only")
+    if text is None:
         return
     await ctx.clear_state()
     case = await ctx.session.get(Case, int(data["case"]))

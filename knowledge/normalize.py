@@ -44,7 +44,7 @@ FILLERS = (
     "一下", "帮我看看", "帮忙看看", "帮我查查", "小助手", "机器人", "哈喽", "嗨",
 )
 # Sentence-final particles, removed only before punctuation/space/end of text.
-PARTICLES = "吗呢啊呀吧哈哦噢喔啦咧哇"  # not 么/嘛: 什么, 干嘛
+PARTICLES = "吗呢啊呀吧哈哦噢喔啦咧哇嘞呗"  # not 么/嘛: 什么, 干嘛
 # English fillers, removed as whole words.
 EN_FILLERS = ("please", "pls", "plz", "hi", "hello", "hey", "thanks", "thank you", "thx", "excuse me", "sorry",
               "can you tell me", "i want to know", "i wonder", "could you", "can you", "bot")
@@ -59,7 +59,7 @@ test 测试 hello hi hey thanks thank you 对 是的 不是 厉害 牛 棒 赞 6
 _PUNCT = (r"""!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~"""
           "，。！？、；：“”‘’（）《》〈〉【】『』「」〔〕…—～·￥％＠＃＆＊｜〜–―•・°℃")
 _PUNCT_CLASS = "[" + re.escape(_PUNCT) + r"\s]"
-_PARTICLE_RE = re.compile("[" + PARTICLES + "]+(?=" + _PUNCT_CLASS + "|$)")
+_PARTICLE_RE = re.compile("(?:[" + PARTICLES + "]+|(?<=[\u3400-\u9fff])不(?=[?？]))(?=" + _PUNCT_CLASS + "|$)")  # 「能找你不？」
 _PUNCT_RE = re.compile(_PUNCT_CLASS + "+")
 _FILLER_RE = re.compile("|".join(sorted(map(re.escape, FILLERS), key=len, reverse=True)))
 _EN_FILLER_RE = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, EN_FILLERS), key=len, reverse=True)) + r")\b")
@@ -114,8 +114,16 @@ _NEG_FIRST_RE = re.compile(r"(?<!是)不是" + _CLAUSE + r"{1,24}?[,，\s]*(?:�
 _NEG_AFTER_RE = re.compile(r"(?<=" + _CLAUSE + r")[,，]\s*(?:而|也|并|可)?不是" + _CLAUSE + r"{1,24}")
 
 
+# 「不是X，Y」「不用解释X，我就想Y」「不是问X，我要Y」: an opening clause that says what the resident is
+# NOT asking, followed by the one they are asking (not 不是很/不是太: "not very").
+_NEG_LEAD_RE = re.compile(r"^\s*(?:并|倒|也)?(?:不是(?![很太特挺])|不用|不必|不问|不想问|别(?![人的处家样]))" + _CLAUSE + r"{1,24}[,，;；]\s*(?=" + _CLAUSE + r"{4})")
+
+
 def drop_negated(text: str) -> str:
-    """``text`` without the negated clause of a 不是X是Y / Y，不是X contrast (unchanged otherwise)."""
+    """``text`` without the negated clause of a 不是X是Y / Y，不是X / 不是X，Y contrast (unchanged otherwise)."""
+    lead = _NEG_LEAD_RE.sub("", text)
+    if lead != text and lead.strip(" ,，。.!！?？"):
+        text = lead
     if "不是" not in text:
         return text
     out = _NEG_FIRST_RE.sub(" ", text)
@@ -157,3 +165,40 @@ def is_chitchat(text: str) -> bool:
         if not words or all(w in CHITCHAT for w in words) or "".join(words) in CHITCHAT:
             return True
     return False
+
+
+# A long message often mentions another topic in passing before it asks what it means to ask.
+# ``focus`` finds the clause that carries the question and drops clauses the resident dismisses
+# themselves (「这个先不提」「这都不说了」「我也理解」).
+_CLAUSE_RE = re.compile(r"[^,;.!?。，；！？\n…~～]+[,;.!?。，；！？\n…~～]*")
+_ASK_RE = re.compile(
+    r"怎么|怎样|如何|咋|能不能|能否|可不可以|可以吗|是否|要不要|需不需要|该不该|用不用|合不合|有没有|哪里|哪儿|"
+    r"哪个|哪些|找谁|谁来|谁管|归谁|什么|多久|多长时间|几天|吗|么[?？]|[?？]|\b(?:how|what|where|who|when|can|should)\b")
+_PASSING_RE = re.compile(
+    r"不重要|先不提|不说了|不提了|先不说|就忍了|能理解|我理解|不用操心|还行|挺好|挺方便|挺幸运|很满意|也恢复了|"
+    r"倒是|算了|无所谓|没关系|就不说了|另说")
+FOCUS_MIN_CHARS = 30   # shorter messages are matched whole
+FOCUS_WINDOW = 36      # characters of clauses kept before (and with) the asking clause
+
+
+def focus(text: str) -> tuple[str, str] | None:
+    """``(message without the clauses dismissed in passing, the clause that asks with the one before
+    it)`` for a long message of three clauses or more; ``None`` for a short one."""
+    clauses = [c.strip() for c in _CLAUSE_RE.findall(text) if c.strip()]
+    if len(clauses) < 3 or len(text) < FOCUS_MIN_CHARS:
+        return None
+    keep: list[str] = []
+    for c in clauses:
+        if _PASSING_RE.search(c):
+            if len(c) <= 9 and keep:  # a bare 「这个先不提」 dismisses the clause before it
+                keep.pop()
+            continue
+        keep.append(c)
+    if not keep:
+        return None
+    asks = [i for i, c in enumerate(keep) if _ASK_RE.search(c.lower())]
+    ask = asks[-1] if asks else len(keep) - 1
+    start = ask
+    while start > 0 and (start == ask or sum(map(len, keep[start:ask + 1])) < FOCUS_WINDOW):
+        start -= 1  # the clauses just before the ask usually name its topic (「这种车能不能弄走」)
+    return "".join(keep), "".join(keep[start:ask + 1])

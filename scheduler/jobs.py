@@ -2,6 +2,8 @@
 overdue list, and auto-closing resolved cases nobody confirmed.
 
 Each job is `async def job(core, now, **options) -> dict` (counts); it reads no clock but `now`.
+The loops live here; which rungs of the chase are due is bot/cases/chase.py, every text is
+bot/cases/messages.py, and a case's state changes are bot/cases/flows.py.
 Work is done in batches, one transaction each: the case's new chase state, its history row
 and its outbox rows commit together. Every message has a dedupe key, so a job run twice, a
 job interrupted and run again, or two replicas running at once send each message once.
@@ -31,7 +33,8 @@ from bot.cases.deadlines import reminder_at
 from bot.cases.models import Case, CaseEvent
 from bot.cases.transitions import OPEN
 from bot.core_models import JobRun
-from bot.i18n import Safe, Texts
+from bot.db import make_sessionmaker
+from bot.i18n import Texts
 from bot.notify import Letters, language_of
 from bot.outbox.kinds import MessageKind
 from bot.people.models import Person
@@ -41,9 +44,7 @@ log = logging.getLogger("gridbot.jobs")
 
 BATCH = 200  # cases or recipients per transaction
 MAX_BATCHES = 10_000  # a bound on one run; never reached in practice
-MAX_TEXT = 4000  # Telegram's limit is 4096 characters; leave room for the "… and N more" line
 WORKER_TASKS = 10  # tasks listed in a worker's digest
-OLDEST = 5  # overdue cases listed in a supervisor's digest
 WEEKLY_LINES = 60
 WEEKLY_AT = time(9, 0)  # Monday, local time
 
@@ -54,39 +55,6 @@ WEEKLY_AT = time(9, 0)  # Monday, local time
 def key_time(dt: datetime) -> str:
     """A deadline as it appears in dedupe keys: a reset chase (new deadline) gets new keys."""
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def duration(t: Texts, d: timedelta) -> str:
-    minutes = max(int(d.total_seconds() // 60), 0)
-    if minutes < 60:
-        return t("sched.duration_minutes", m=minutes)
-    hours = minutes // 60
-    if hours < 48:
-        return t("sched.duration_hours", h=hours)
-    return t("sched.duration_days", d=hours // 24, h=hours % 24)
-
-
-def short(text: str, n: int = 40) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def fit(t: Texts, head: list[str], lines: list[str], tail: list[str] | None = None, total: int | None = None,
-        limit: int = MAX_TEXT) -> str:
-    """head + as many lines as fit + "… and N more" + tail, under `limit` characters.
-    `total` is how many lines there are in all when `lines` is already a prefix."""
-    tail = tail or []
-    total = len(lines) if total is None else total
-    budget = limit - sum(len(x) + 1 for x in head + tail) - 40
-    shown: list[str] = []
-    for line in lines:
-        if budget - len(line) - 1 < 0:
-            break
-        shown.append(line)
-        budget -= len(line) + 1
-    if total > len(shown):
-        shown.append(t("sched.more", n=total - len(shown)))
-    return "\n".join(head + shown + tail)[:limit]
 
 
 def local_day_bounds(d: date, tz) -> tuple[datetime, datetime]:
@@ -202,12 +170,8 @@ async def _case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
 
 
 def _render_case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
-    cat, area = ch.categories.get(c.category_id), ch.tree.areas.get(c.area_id) if c.area_id else None
-    tz = ch.settings.tz
-    return [t("cases.field_category", value=messages.category_name(t, cat)),
-            t("cases.field_place", value=messages.place_text(c, area)),
-            t("cases.field_description", value=short(c.description, 200) or "—"),
-            t("cases.field_deadline", value=messages.fmt_time(c.deadline_at, tz))]
+    area = ch.tree.areas.get(c.area_id) if c.area_id else None
+    return messages.case_lines(t, c, ch.categories.get(c.category_id), area, ch.settings.tz)
 
 
 async def _send(ch: _Chase, t: Texts, chat_id: int, kind: MessageKind, key: str, text: str, buttons=None) -> None:
@@ -221,8 +185,7 @@ async def _remind(ch: _Chase, c: Case, due: datetime) -> None:
         return
     t = ch.texts(c.assignee_id)
     body = await _case_lines(ch, t, c)
-    text = "\n".join([t("sched.remind", ref=c.ref, deadline=messages.fmt_time(due, ch.settings.tz),
-                        left=duration(t, due - ch.now)), *body])
+    text = messages.reminder_text(t, c, due, ch.now, ch.settings.tz, body)
     await _send(ch, t, c.assignee_id, MessageKind.SLA_REMINDER, f"remind:{c.id}:1:{key_time(due)}", text,
                 lambda _t: messages.task_buttons(t, c))
 
@@ -234,7 +197,7 @@ async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
         return
     t = ch.texts(c.assignee_id)
     body = await _case_lines(ch, t, c)
-    text = "\n".join([t("sched.overdue", ref=c.ref, deadline=messages.fmt_time(due, ch.settings.tz)), *body])
+    text = messages.overdue_text(t, c, due, ch.settings.tz, body)
     await _send(ch, t, c.assignee_id, MessageKind.OVERDUE_ASSIGNEE, f"overdue:{c.id}:{key_time(due)}", text,
                 lambda _t: messages.task_buttons(t, c))
 
@@ -248,8 +211,7 @@ async def _escalate(ch: _Chase, c: Case, due: datetime, level: int, group: list[
         t = ch.texts(uid)
         who = (assignee.name or str(assignee.id)) if assignee else str(c.assignee_id or t("sched.unassigned"))
         body = await _case_lines(ch, t, c)
-        text = "\n".join([t("sched.escalate", level=step, ref=c.ref, late=duration(t, ch.now - due), assignee=who),
-                          *body])
+        text = messages.escalation_text(t, c, due, ch.now, step, who, body)
         await _send(ch, t, uid, MessageKind.ESCALATION, f"escalate:{c.id}:{level}:{uid}:{key_time(due)}", text)
 
 
@@ -327,8 +289,6 @@ INSTALL = ("install", "-")  # a JobRun row whose started_at is the first `gridbo
 
 async def mark_installed(engine, now: datetime) -> None:
     """Remember the first start (kept from then on): periods that began before it are not sent."""
-    from bot.db import make_sessionmaker
-
     async with make_sessionmaker(engine)() as s, s.begin():
         await s.execute(insert_ignore(s, JobRun).values(job=INSTALL[0], period=INSTALL[1], started_at=now,
                                                         finished_at=now, detail="first start"))
@@ -383,78 +343,9 @@ async def _deliver(core, now: datetime, letters: list[tuple[int, str, str, Calla
 # --- the daily digest ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Names:
-    tree: AreaTree
-    categories: dict[str, Category]
-    people: dict[int, Person]
-
-    def category(self, t: Texts, cid: str) -> str:
-        return messages.category_name(t, self.categories.get(cid))
-
-    def place(self, item: stats.Item) -> str:
-        return messages.place_text(item, self.tree.areas.get(item.area_id) if item.area_id else None)
-
-    def person(self, t: Texts, uid: int | None) -> str:
-        if uid is None:
-            return t("sched.unassigned")
-        p = self.people.get(uid)
-        return (p.name or str(uid)) if p else str(uid)
-
-
-async def _names(session: AsyncSession, tree: AreaTree, people: set[int]) -> _Names:
+async def _names(session: AsyncSession, tree: AreaTree, people: set[int]) -> messages.Names:
     cats = {c.id: c for c in (await session.execute(select(Category))).scalars()}
-    return _Names(tree, cats, await preload_people(session, people))
-
-
-def _worker_section(t: Texts, names: _Names, load: stats.Load, now: datetime, tz, day: date) -> list[str]:
-    head = [t("sched.digest.worker_header", date=day.isoformat(), open=load.open, overdue=load.overdue)]
-    lines = [t("sched.task_line", ref=i.ref, category=names.category(t, i.category_id), place=names.place(i),
-               deadline=messages.fmt_time(i.deadline_at, tz),
-               flag=Safe(t("sched.overdue_flag")) if i.deadline_at and i.deadline_at < now else "")
-             for i in load.tasks]
-    if load.open > len(lines):
-        lines.append(t("sched.more", n=load.open - len(lines)))
-    return head + lines + [t("sched.digest.worker_footer")]
-
-
-def _figures_lines(t: Texts, f: stats.Figures) -> list[str]:
-    return [t("sched.digest.period", new=f.new, accepted=f.accepted, resolved=f.resolved, due=f.due,
-              overdue=f.overdue),
-            t("sched.digest.state", open=f.open, overdue_open=f.overdue_open),
-            t("sched.digest.rates", rectification=stats.percent(f.rectification_rate),
-              response=stats.percent(f.response_rate), resolution=stats.percent(f.resolution_rate),
-              satisfaction=stats.percent(f.satisfaction_rate))]
-
-
-def _area_section(t: Texts, names: _Names, per_area: dict, overdue: dict, root: str | None, now: datetime,
-                  day: date) -> list[str]:
-    tree = names.tree
-    scope = tree.subtree(root) if root is not None else None
-    total = stats.rollup(per_area, scope)
-    if root is None:
-        head = [t("sched.digest.admin_header", date=day.isoformat())]
-        rows, rows_title = tree.rows_for(None, stats.GRID_LEVEL - 1), "sched.digest.breakdown_communities"
-    else:
-        head = [t("sched.digest.supervisor_header", area=tree.name(root), date=day.isoformat())]
-        rows, rows_title = tree.rows_for(root, stats.GRID_LEVEL), "sched.digest.breakdown_grids"
-    lines = head + _figures_lines(t, total)
-    if rows and rows != [root]:
-        lines.append(t(rows_title))
-        for a in rows:
-            f = stats.rollup(per_area, tree.subtree(a))
-            lines.append(t("sched.digest.breakdown_line", area=tree.name(a), new=f.new, resolved=f.resolved,
-                           open=f.open, overdue_open=f.overdue_open, rate=stats.percent(f.rectification_rate)))
-    worst = stats.oldest(overdue, scope, OLDEST)
-    lines.append(t("sched.digest.oldest_header") if worst else t("sched.digest.none_overdue"))
-    for i in worst:
-        lines.append(t("sched.digest.oldest_line", ref=i.ref, category=names.category(t, i.category_id),
-                       place=short(names.place(i), 30), late=duration(t, now - i.deadline_at),
-                       assignee=names.person(t, i.assignee_id)))
-    return lines
-
-
-UNREACHABLE_LISTED = 10
+    return messages.Names(tree, cats, await preload_people(session, people))
 
 
 async def unreachable_workers(session: AsyncSession, tree) -> list[tuple[int, str]]:
@@ -489,7 +380,7 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
         tree = await load_tree(session=s)
         loads = await stats.workloads(session=s, now=now, per_worker=WORKER_TASKS)
         per_area = await stats.breakdown(session=s, area_ids=None, start=start, end=end, now=now)
-        overdue = await stats.overdue_by_area(session=s, now=now, per_area=OLDEST)
+        overdue = await stats.overdue_by_area(session=s, now=now, per_area=messages.OLDEST)
         admins = await admin_ids(s, settings)
         sups = tree.supervised()
         people = {i.assignee_id for items in overdue.values() for i in items}
@@ -505,21 +396,9 @@ async def digest(core, now: datetime, *, force: bool = False, batch: int = BATCH
             continue
 
         def render(t: Texts, uid=uid, load=load) -> str:
-            sections: list[list[str]] = []
-            if load is not None and load.open:
-                sections.append(_worker_section(t, names, load, now, tz, day))
-            for root in sups.get(uid, []):
-                sections.append(_area_section(t, names, per_area, overdue, root, now, day))
-            if uid in admins:
-                sections.append(_area_section(t, names, per_area, overdue, None, now, day))
-                if unreachable:
-                    # captains and supervisors the bot cannot reach: their tasks would go nowhere
-                    sections.append([t("sched.digest.unreachable", n=len(unreachable),
-                                       who="、".join(f"{name}（{uid_}）" if name else str(uid_)
-                                                    for uid_, name in unreachable[:UNREACHABLE_LISTED])
-                                       + ("…" if len(unreachable) > UNREACHABLE_LISTED else ""))])
-            lines = [x for sec in sections for x in (*sec, "")][:-1]
-            return fit(t, [], lines)
+            return messages.digest_text(t, names, load=load, supervised=sups.get(uid, []), admin=uid in admins,
+                                        per_area=per_area, overdue=overdue, unreachable=unreachable, now=now,
+                                        tz=tz, day=day)
 
         letters.append((uid, kind, f"digest:{uid}:{period}", render))
     counts = await _deliver(core, now, letters, batch)
@@ -568,16 +447,7 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
         n = sum(totals.values()) if scope is None else sum(totals.get(a, 0) for a in scope)
 
         def render(t: Texts) -> str:
-            sep = ", " if t.lang == "en" else "、"
-            where = t("sched.weekly.district") if roots is None else sep.join(tree.name(r) for r in roots)
-            if n == 0:
-                return t("sched.weekly.none", week=week, scope=where)
-            head = [t("sched.weekly.header", week=week, scope=where, n=n)]
-            lines = [t("sched.weekly.line", i=k, ref=i.ref, category=names.category(t, i.category_id),
-                       place=short(names.place(i), 30), deadline=messages.fmt_time(i.deadline_at, tz),
-                       late=duration(t, now - i.deadline_at), assignee=names.person(t, i.assignee_id))
-                     for k, i in enumerate(items, 1)]
-            return fit(t, head, lines, total=n)
+            return messages.weekly_text(t, names, roots=roots, items=items, n=n, week=week, now=now, tz=tz)
 
         return (uid, MessageKind.WEEKLY_OVERDUE, f"weekly:{uid}:{week}", render)
 

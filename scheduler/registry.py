@@ -1,7 +1,7 @@
 """The scheduled jobs, when they run, and how one is run: under a database lease.
 
 `start_scheduler(core)` is what `gridbot run` starts; `run_job(core, name)` runs one job now
-(the demo's `!job`); `run_job_now(settings, name)` is `gridbot jobs run NAME` (no transport:
+(the demo's `!job`); `bot.cli.run_job_now(settings, name)` is `gridbot jobs run NAME` (no transport:
 messages go to the outbox and the running bot delivers them); `describe_jobs(settings)` is
 `gridbot jobs list`. Nothing here imports a Telegram framework.
 
@@ -17,6 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.clock import utcnow
+from bot.leases import holder_name, lease
 from scheduler import jobs
 
 log = logging.getLogger("gridbot.scheduler")
@@ -38,28 +44,20 @@ class JobSpec:
 
 
 def _every_minute(settings):
-    from apscheduler.triggers.interval import IntervalTrigger
-
     return IntervalTrigger(minutes=1, timezone=settings.tz)
 
 
 def _daily_digest(settings):
-    from apscheduler.triggers.cron import CronTrigger
-
     at = settings.digest_at
     return CronTrigger(hour=at.hour, minute=at.minute, timezone=settings.tz)
 
 
 def _weekly(settings):
-    from apscheduler.triggers.cron import CronTrigger
-
     return CronTrigger(day_of_week="mon", hour=jobs.WEEKLY_AT.hour, minute=jobs.WEEKLY_AT.minute,
                        timezone=settings.tz)
 
 
 def _hourly(settings):
-    from apscheduler.triggers.cron import CronTrigger
-
     return CronTrigger(minute=7, timezone=settings.tz)
 
 
@@ -86,8 +84,6 @@ JOBS: dict[str, JobSpec] = {
 async def run_job(core, name: str, *, force: bool = True, **options) -> dict:
     """Run one job now under its lease. `force` (digest, weekly): run the current period even
     before its time or after it finished; messages already queued are still not sent again."""
-    from bot.leases import holder_name, lease
-
     spec = JOBS[name]
     now = core.clock()
     if spec.takes_force:
@@ -115,8 +111,6 @@ async def _scheduled(core, name: str) -> None:
 
 def start_scheduler(core):
     """An APScheduler AsyncIOScheduler in the configured time zone with every job; started."""
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
     settings = core.settings
     sched = AsyncIOScheduler(timezone=settings.tz)
     now = core.clock().astimezone(settings.tz)
@@ -131,8 +125,6 @@ def start_scheduler(core):
 
 def describe_jobs(settings, now: datetime | None = None) -> list[str]:
     """One line per job: name, schedule, next run (local time), what it does."""
-    from bot.clock import utcnow
-
     tz = settings.tz
     now = (now or utcnow()).astimezone(tz)
     lines = []
@@ -141,16 +133,3 @@ def describe_jobs(settings, now: datetime | None = None) -> list[str]:
         when = nxt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if nxt else "—"
         lines.append(f"{spec.name:<10} {spec.when(settings):<32} next {when:<22} {spec.description}")
     return lines
-
-
-async def run_job_now(settings, name: str) -> dict:
-    """`gridbot jobs run NAME`: a core without a transport on the configured database."""
-    from bot.app import Core
-    from bot.runner import prepare_database
-
-    engine = await prepare_database(settings, sample_grid=None)
-    core = Core(settings, engine=engine)
-    try:
-        return await run_job(core, name)
-    finally:
-        await engine.dispose()

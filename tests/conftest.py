@@ -29,7 +29,8 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from bot.app import Core
-from bot.db import Base, import_all_models, make_engine
+from bot.db import Base, make_engine
+from bot.models import import_all_models
 from bot.runner import prepare_database
 from bot.settings import load_settings
 from bot.transport.base import Outgoing

@@ -109,7 +109,7 @@ class BotHarness:
 
     async def _idle(self) -> bool:
         core = self.core
-        if core._chains:
+        if core._chains or core._loose:
             return False
         now = core.clock()
         async with core.sessionmaker() as s:

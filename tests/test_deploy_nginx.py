@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import PG_URL, TOKEN, reset_postgres
+from tests.conftest import PG_URL, SUN, TOKEN, WANG, reset_postgres
 from tests.fakebotapi import FakeBotAPI
 from tests.fakebotapi import updates as U
 
@@ -33,7 +33,6 @@ NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin
 SECRET = "s3cret-webhook-token"
 RATE = 6  # messages per second for the bot as a whole
 RESIDENTS = [U.TgUser(30_000 + i, f"居民{i}") for i in range(24)]
-WANG, SUN = U.TgUser(9001, "王芳"), U.TgUser(9100, "孙敏")
 LI = 1002  # captain of 香港中路双号段 in the sample grid
 
 pytestmark = pytest.mark.skipif(NGINX is None and not os.environ.get("GRIDBOT_REQUIRE_NGINX"),
@@ -147,7 +146,8 @@ async def test_nginx_in_front_of_two_webhook_replicas(tmp_path):
             api.add_chat(chat)
         base = dict(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
                     GRIDBOT_ADMIN_IDS=str(SUN.id), GRIDBOT_BROADCAST_RATE=str(RATE))
-        webhook = dict(GRIDBOT_WEBHOOK_URL=f"https://127.0.0.1:{nginx_port}", GRIDBOT_WEBHOOK_SECRET=SECRET,
+        # the public address Telegram is given (port 443); here nginx listens on a free local port
+        webhook = dict(GRIDBOT_WEBHOOK_URL="https://bot.example.org", GRIDBOT_WEBHOOK_SECRET=SECRET,
                        GRIDBOT_WEBHOOK_HOST="127.0.0.1")
         try:
             # what docker-compose's `init` service runs, then its two replicas
@@ -164,10 +164,10 @@ async def test_nginx_in_front_of_two_webhook_replicas(tmp_path):
                 raise AssertionError("\n".join(line for r in replicas for line in r.lines[-20:])) from None
             assert nginx.poll() is None, nginx.stderr.read().decode()
             await until(lambda: api.webhook is not None, 30, "setWebhook")
-            assert api.webhook["url"] == f"https://127.0.0.1:{nginx_port}/telegram/webhook"
+            assert api.webhook["url"] == "https://bot.example.org/telegram/webhook"
             assert api.webhook["secret_token"] == SECRET
 
-            url = api.webhook["url"]
+            url = f"https://127.0.0.1:{nginx_port}/telegram/webhook"  # where bot.example.org points
 
             async def post(update: dict) -> None:
                 """What Telegram does: POST the update to the webhook, with the secret token."""

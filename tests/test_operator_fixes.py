@@ -16,11 +16,9 @@ from bot.broadcasts.models import Broadcast
 from bot.cases.models import Case
 from bot.people.models import Person
 from sqlalchemy import select
-from tests.conftest import sun, wang
+from tests.conftest import li, sun, wang
 from tests.fakebotapi import updates as U
 from tests.test_cli import ROOT, gridbot
-
-li = U.TgUser(1002, "王秀英")
 
 
 def tree_order(lines: list[str], names: list[str]) -> list[int]:

@@ -8,11 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.cases.models import Case
+from tests.conftest import li, wang
 from tests.fakebotapi import updates as U
 from tests.harness import BotHarness
-
-wang = U.TgUser(9001, "王芳")
-li = U.TgUser(1002, "王秀英")
 
 
 @pytest.mark.parametrize("framework", ["aiogram", "ptb"])

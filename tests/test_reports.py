@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 import handlers.broadcast  # noqa: F401  (registers /broadcast)
 import handlers.reports  # noqa: F401  (registers /stats and /export)
-from bot.charts import SIZE, ChartData, Label, render_png
 from bot.cases.models import Case
-from bot.export import export_cli_main
+from bot.charts import SIZE, ChartData, Label, render_png
+from bot.cli import export_cli_main
 from bot.people.models import AuditEntry
 from tests.conftest import li, sun, wang, zhao
 from tests.harness import BotHarness

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.areas.grid_file import load_grid, loads_grid
-from bot.areas.routing import Router, normalize_text, route_cli_main, route_json
+from bot.areas.routing import Router, normalize_text, route_json
+from bot.cli import route_cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "bot" / "areas" / "sample_grid.yaml"
@@ -419,7 +420,7 @@ areas:
 """)
     r2 = Router(grid2)
     assert r2.assignee_for("leaf") == 8
-    assert r2.supervisor_for("leaf") == 8
+    assert r2.tree.supervisors_above("leaf")[0] == 8
     assert r2.route_point(36.0, 120.0).area_id is None  # no polygons at all
 
 

@@ -7,22 +7,18 @@ import pytest
 from sqlalchemy import select
 
 from bot.cases.models import Case
-from tests.conftest import WANG
+from tests.conftest import wang
 from tests.fakebotapi import updates as U
-from tests.harness import BotHarness
 
-wang = U.TgUser(WANG.id, "王芳")
-tom = U.TgUser(WANG.id + 77, "Tom", language_code="en")
+tom = U.TgUser(wang.id + 77, "Tom", language_code="en")
 # 10 m south of the line between 香港中路单号段 and 香港中路双号段 (sample grid, lat 36.055)
 PIN_ON_THE_LINE = (36.055 - 10 / 110_540, 120.385)
 
 
-@pytest.fixture(params=["aiogram", "ptb"])
-async def bot(request, db_url, settings_for):
-    async with BotHarness(request.param, db_url, settings_for) as h:
-        for uid in (1001, 1002, 2001):
-            h.api.add_chat(uid)
-        yield h
+@pytest.fixture
+async def bot(bot):
+    bot.api.add_chat(1001)  # the captain of 香港中路单号段, across the line from li's
+    return bot
 
 
 async def to_place_step(bot, user):

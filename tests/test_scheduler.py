@@ -19,11 +19,12 @@ from bot.cases import service
 from bot.cases.chase import ESCALATE_EVERY
 from bot.cases.models import Case, CaseEvent
 from bot.cases.transitions import Actor
+from bot.cli import run_job_now
 from bot.core_models import JobRun
 from bot.db import make_engine
 from bot.outbox.models import OutboxMessage
 from scheduler import jobs
-from scheduler.registry import JOBS, describe_jobs, run_job, run_job_now
+from scheduler.registry import JOBS, describe_jobs, run_job
 from tests.conftest import chen, gao, li, song, sun, wang, zhao
 
 CST = ZoneInfo("Asia/Shanghai")

@@ -50,7 +50,8 @@ def test_a_plain_sqlite_url_gets_the_async_driver(tmp_path):
 
 @pytest.mark.parametrize("name,value", [("GRIDBOT_BOT_TOKEN", "not a token"), ("GRIDBOT_LOG_LEVEL", "chatty"),
                                         ("GRIDBOT_LOG_FORMAT", "xml"), ("GRIDBOT_PROXY", "ftp://x"),
-                                        ("GRIDBOT_WEBHOOK_URL", "http://bot.example.org")])
+                                        ("GRIDBOT_WEBHOOK_URL", "http://bot.example.org"),
+                                        ("GRIDBOT_WEBHOOK_URL", "https://bot.example.org:8080")])
 def test_each_bad_setting_is_one_line_naming_it(tmp_path, name, value):
     err = one_line_error(gridbot("run", env={"GRIDBOT_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", name: value}))
     assert name in err
@@ -63,7 +64,7 @@ async def start(env: dict, *args: str) -> asyncio.subprocess.Process:
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 
 
-async def read_until(proc, predicate, timeout: float = 30) -> list[str]:
+async def read_until(proc, predicate, timeout: float = 60) -> list[str]:
     """stderr lines up to and including the first one `predicate` accepts."""
     lines: list[str] = []
 
@@ -85,11 +86,11 @@ async def read_until(proc, predicate, timeout: float = 30) -> list[str]:
 async def stop(proc) -> tuple[int, str]:
     if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
-    rest = await asyncio.wait_for(proc.stderr.read(), 30)
+    rest = await asyncio.wait_for(proc.stderr.read(), 60)
     return await asyncio.wait_for(proc.wait(), 30), rest.decode()
 
 
-async def finished(proc, timeout: float = 60) -> tuple[int, str]:
+async def finished(proc, timeout: float = 120) -> tuple[int, str]:
     err = await asyncio.wait_for(proc.stderr.read(), timeout)
     return await asyncio.wait_for(proc.wait(), 10), err.decode()
 
@@ -175,32 +176,6 @@ def test_a_wrong_postgres_password_is_one_line():
                             "GRIDBOT_TELEGRAM_API_BASE": "http://127.0.0.1:9"})
     err = one_line_error(r, 2)
     assert "password authentication failed" in err and "wrong-password" not in err
-
-
-async def test_json_logs_a_start_up_line_and_each_delivery_that_failed_for_good(tmp_path):
-    async with FakeBotAPI(token=TOKEN) as api:
-        wang = U.TgUser(9001, "王芳")
-        api.block_chat(wang.id)
-        proc = await start({"GRIDBOT_TELEGRAM_API_BASE": api.base_url, "GRIDBOT_LOG_FORMAT": "json",
-                            "GRIDBOT_ADMIN_IDS": "9100", "GRIDBOT_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"},
-                           "--sample-grid")
-        try:
-            lines = await read_until(proc, lambda line: "gridbot started" in line)
-            records = [json.loads(x) for x in lines]  # every line is JSON
-            start_line = records[-1]["msg"]
-            assert re.search(r"grid \d+ areas \(\d+ captains\)", start_line), start_line
-            for part in ("@gridbot_test_bot", "long polling", "aiogram", "knowledge entries",
-                         "admins: 9100 (has not started the bot)"):
-                assert part in start_line, start_line
-            assert not [r for r in records if r["logger"].startswith("alembic")]
-            api.push_update(U.message(wang, text="/start"))
-            failed = await read_until(proc, lambda line: "failed for good" in line)
-            rec = json.loads(failed[-1])
-            assert rec["level"] == "WARNING"
-            assert "chat 9001" in rec["msg"] and "reply message" in rec["msg"] and "blocked" in rec["msg"], rec
-        finally:
-            code, rest = await stop(proc)
-    assert code == 0, rest
 
 
 async def test_no_digest_or_weekly_list_for_a_period_that_began_before_the_first_start(core, clock):

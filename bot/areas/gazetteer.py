@@ -8,7 +8,7 @@ the package's own matcher (pandas, Aho-Corasick) is never imported.  See docs/ad
 
 * ``gazetteer()`` – the loaded divisions (cached; ~0.2 s to build once per process).
 * ``Gazetteer.mentions(s)`` – divisions named in a normalised text, with their spans.
-* ``Gazetteer.home(region, names, centre)`` – the grid's home region: from the grid file's
+* ``Gazetteer.home(region, names, centre, normalize_text)`` – the grid's home region: from the grid file's
   ``region``, else the root area's name, else the division whose seat is nearest the grid.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -195,9 +196,9 @@ class Gazetteer:
                     pass
         return best
 
-    def home(self, region: str | None, names: list[str], centre: tuple[float, float] | None) -> Home:
-        from bot.areas.routing import normalize_text
-
+    def home(self, region: str | None, names: list[str], centre: tuple[float, float] | None,
+             normalize_text: Callable[[str], str]) -> Home:
+        """`normalize_text` is the router's (passed in: the router imports this module)."""
         if region:
             ch = self._from_text(normalize_text(region))
             if ch:

@@ -13,24 +13,24 @@ Pure Python (shapely, rapidfuzz, OpenCC, pypinyin); no database, no Telegram.
 * ``Router.assignee_for(area_id)`` – captain of the deepest area with a captain going up
   the tree, failing that the first supervisor up the tree.
 * ``Router.infer_category(text)`` – categories ranked by keyword / fuzzy match.
-* ``route_json`` / ``route_cli_main`` – the ``gridbot grid route`` contract (SPEC.md).
+* ``route_json`` – one answer of the ``gridbot grid route`` contract (SPEC.md; the command is
+  ``bot.cli.route_cli_main``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Iterable
+from typing import Iterable
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import LCSseq
 
-from bot.areas.grid_file import DEFAULT_GRID_PATH, GridFileError, GridSpec, load_grid
+from bot.areas.grid_file import DEFAULT_GRID_PATH, GridSpec, load_grid
 
 __all__ = [
     "ADDRESS_THRESHOLD",
@@ -39,7 +39,6 @@ __all__ = [
     "Router",
     "get_router",
     "normalize_text",
-    "route_cli_main",
     "route_json",
 ]
 
@@ -304,11 +303,6 @@ class Router:
         """Who is responsible for the area: the one rule, AreaTree.responsible_for."""
         return self.tree.responsible_for(area_id)
 
-    def supervisor_for(self, area_id: str | None) -> int | None:
-        """First supervisor from the area up the tree (for escalations)."""
-        sups = self.tree.supervisors_above(area_id)
-        return sups[0] if sups else None
-
     def _is_ancestor(self, anc: str, desc: str) -> bool:
         return anc in self._ancestors.get(desc, ())
 
@@ -340,7 +334,7 @@ class Router:
 
             c = unary_union(self._polys).centroid
             centre = (c.x, c.y)
-        self.home = self._gaz.home(getattr(self.grid, "region", None), names, centre)
+        self.home = self._gaz.home(getattr(self.grid, "region", None), names, centre, normalize_text)
 
     def _outside(self, s: str, hits: list[_Hit]) -> str | None:
         """The first division named in ``s`` that lies outside the home region (a name
@@ -856,83 +850,6 @@ def route_json(router: Router, address: str | None = None, lat: float | None = N
         "assignee": router.assignee_for(r.area_id) if r.area_id is not None else None,
         "score": int(round(r.score)),
     }
-
-
-def _dump(obj: dict) -> str:
-    return json.dumps(obj, ensure_ascii=False)
-
-
-def _num(v, what: str) -> float:
-    if isinstance(v, bool) or v is None:
-        raise ValueError(f"{what} must be a number")
-    if isinstance(v, str):
-        v = v.strip()
-    x = float(v)
-    if not math.isfinite(x):
-        raise ValueError(f"{what} must be a finite number")
-    return x
-
-
-def _route_line(router: Router, line: str) -> dict:
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
-    if not isinstance(obj, dict):
-        raise ValueError('expected a JSON object {"address": …} or {"lat": …, "lon": …}')
-    address = obj.get("address")
-    if address is not None and not isinstance(address, str):
-        raise ValueError("address must be a string")
-    has_lat, has_lon = obj.get("lat") is not None, obj.get("lon") is not None
-    if has_lat != has_lon:
-        raise ValueError("lat and lon must be given together")
-    if not address and not has_lat:
-        raise ValueError('expected "address" or "lat" and "lon"')
-    lat = _num(obj["lat"], "lat") if has_lat else None
-    lon = _num(obj["lon"], "lon") if has_lon else None
-    return route_json(router, address=address, lat=lat, lon=lon)
-
-
-def route_cli_main(address: str | None, lat: float | None, lon: float | None,
-                   grid_path: str | Path | None, stdin: IO[str], stdout: IO[str], *,
-                   router: Router | None = None) -> int:
-    """``gridbot grid route [--address TEXT] [--lat X --lon Y] [--grid FILE] --json``.
-
-    Prints one JSON object per query.  Exit status: 0 ok, 1 when some stdin lines were
-    malformed (each gets ``{"line": n, "error": …}`` and the rest are still routed),
-    2 for a usage error or an invalid grid file (``{"error": …}``).  ``router`` (the grid in
-    the database) is used instead of ``grid_path`` when given."""
-    if (lat is None) != (lon is None):
-        stdout.write(_dump({"error": "--lat and --lon must be given together"}) + "\n")
-        return 2
-    try:
-        if router is None:
-            router = _cached_router(str(Path(grid_path).resolve()) if grid_path else str(DEFAULT_GRID_PATH))
-    except GridFileError as exc:
-        stdout.write(_dump({"error": str(exc)}) + "\n")
-        return 2
-    if address is not None or lat is not None:
-        try:
-            la = _num(lat, "lat") if lat is not None else None
-            lo = _num(lon, "lon") if lon is not None else None
-        except (TypeError, ValueError) as exc:
-            stdout.write(_dump({"error": str(exc)}) + "\n")
-            return 2
-        stdout.write(_dump(route_json(router, address=address, lat=la, lon=lo)) + "\n")
-        stdout.flush()
-        return 0
-    status = 0
-    for n, line in enumerate(stdin, 1):
-        if not line.strip():
-            continue
-        try:
-            out = _route_line(router, line)
-        except (ValueError, TypeError) as exc:
-            out = {"line": n, "error": str(exc)}
-            status = 1
-        stdout.write(_dump(out) + "\n")
-        stdout.flush()
-    return status
 
 
 @lru_cache(maxsize=8)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.grid_file import AreaSpec, CategorySpec, GridSpec
 from bot.areas.models import Area, Category
+from bot.areas.routing import Router
 from bot.areas.tree import AreaTree
 from bot.people.service import ensure_person
 
@@ -118,8 +119,6 @@ async def load_spec(*, session: AsyncSession, include_retired: bool = False) -> 
 
 
 async def build_router(*, session: AsyncSession):
-    from bot.areas.routing import Router
-
     return Router(await load_spec(session=session))
 
 

@@ -96,9 +96,6 @@ class AreaTree:
             stack.extend(reversed(self._children.get(a, ())))
         return out
 
-    def is_ancestor(self, anc: str, desc: str) -> bool:
-        return anc in self.ancestors(desc)
-
     def responsible_for(self, area_id: str | None) -> int | None:
         """Who gets a case here: the captain of the deepest area with one, from the area up;
         failing that the first supervisor up the tree; None when the area is unknown or nobody is set."""

@@ -12,7 +12,6 @@ process gets there first.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 
@@ -148,62 +147,3 @@ async def progress_tick(sessionmaker, now: datetime, touched: set[int]) -> bool:
             s.add(OutboxMessage(**_edit_row(chat, progress_ref(bid), progress_text(t, bc, counts, now), now)))
             queued = True
     return queued
-
-
-# --- the command line --------------------------------------------------------------------
-
-
-def broadcast_cli_main(settings, *, text: str, audience: str = "all", photo: str | None = None,
-                       author_id: int | None = None, yes: bool = False, echo=print) -> int:
-    """`gridbot broadcast --audience all|residents|workers|groups|area:<id> --text … [--photo FILE_ID] [--yes]`
-
-    Queues a broadcast from the shell (the running bot delivers it); without --yes it only
-    prints how many would get it. Progress goes to the author (default: the first admin id).
-    Returns the exit code.
-    """
-    from bot.clock import utcnow
-    from bot.db import make_engine, make_sessionmaker
-    from bot.people.models import AuditEntry
-
-    if audience not in service.AUDIENCES and not audience.startswith("area:"):
-        echo(f"gridbot: unknown audience {audience!r} (all, residents, workers, groups, area:<id>)")
-        return 2
-    text = (text or "").strip()
-    if not text or len(text) > service.MAX_TEXT:
-        echo(f"gridbot: the text must have 1 to {service.MAX_TEXT} characters")
-        return 2
-    author = author_id if author_id is not None else (settings.admin_ids[0] if settings.admin_ids else 0)
-
-    async def go() -> int:
-        engine = make_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as s, s.begin():
-                now = utcnow()
-                if audience.startswith("area:"):
-                    from bot.areas.models import Area
-
-                    area = await s.get(Area, audience[5:])
-                    if area is None or area.retired:
-                        echo(f"gridbot: no area {audience[5:]!r} in the grid (the ids are in `gridbot grid show`)")
-                        return 2
-                n = await service.count(session=s, audience=audience)
-                if not yes:
-                    echo(f"{n} recipients; add --yes to send")
-                    return 0
-                if n == 0:
-                    echo("nobody to send to")
-                    return 1
-                t = Texts(language_of(await s.get(Person, author))) if author else Texts("zh")
-                bc = await service.create_draft(session=s, author_id=author, text=text, photo=photo,
-                                                audience=audience, total=n, now=now)
-                bc = await service.start(session=s, broadcast_id=bc.id, author_id=author,
-                                         chat_id=author if author else None, now=now)
-                sent_to = await launch(session=s, now=now, bc=bc, admin_chat_id=author or None, t=t)
-                s.add(AuditEntry(at=now, actor_id=author or None, action="broadcast",
-                                 detail=f"#{bc.id} {audience} {sent_to} (command line)"))
-                echo(f"broadcast #{bc.id} queued for {sent_to} recipients")
-                return 0
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())

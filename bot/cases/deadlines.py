@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 @lru_cache(maxsize=4096)
 def is_working_day(d: date) -> bool:
     try:
-        import chinese_calendar
+        import chinese_calendar  # optional: without it only weekends are days off
 
         return chinese_calendar.is_workday(d)
     except Exception:  # a year the calendar does not cover yet: plain weekdays

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.areas.models import Category
 from bot.areas.service import load_tree
 from bot.cases import messages, service
+from bot.cases.deadlines import reminder_at
 from bot.cases.models import Case, CasePhoto
 from bot.cases.transitions import MOVES, Actor, Event, IllegalMove, NotAllowed, TransitionError, may
 from bot.notify import notify
@@ -202,6 +203,29 @@ async def auto_close(*, session: AsyncSession, case: Case, now: datetime, days: 
     return told
 
 
+async def note(*, session: AsyncSession, case: Case, actor: Actor, now: datetime, text: str) -> Outcome:
+    """A remark in the case's history (the assignee, a supervisor above or an admin)."""
+    return Outcome(case, await service.move(session=session, case=case, action="note", actor=actor, now=now,
+                                            note=text))
+
+
+async def extend_deadline(*, session: AsyncSession, case: Case, actor: Actor, now: datetime, tz, hours: float,
+                          reason: str) -> Outcome:
+    """A supervisor above the case (or an admin) gives the assignee more time: the chase starts
+    over towards the new deadline, and the assignee is told."""
+    deadline = max(case.deadline_at or now, now) + timedelta(hours=hours)
+    ev = await service.move(session=session, case=case, action="extend", actor=actor, now=now,
+                            note=f"+{hours:g}h → {deadline.astimezone(tz):%m-%d %H:%M} · {reason}")
+    case.deadline_at = deadline
+    case.next_check_at = reminder_at(now, deadline, await _category(session, case), tz)
+    case.chase_level = 0
+    if case.assignee_id:
+        shown = messages.fmt_time(deadline, tz)
+        await notify(session=session, now=now, chat_id=case.assignee_id, kind=MessageKind.CASE_EXTENDED,
+                     render=lambda t: t("web.extended_notice", ref=case.ref, deadline=shown, reason=reason))
+    return Outcome(case, ev)
+
+
 async def relay(*, session: AsyncSession, case: Case, sender_id: int, to: int, from_worker: bool, text: str,
                 now: datetime) -> None:
     """A message between the worker and the resident through the bot, kept in the history."""
@@ -217,5 +241,5 @@ async def relay(*, session: AsyncSession, case: Case, sender_id: int, to: int, f
     service.record(session, Event("message", case.id, sender_id, case.status, case.status, note=text[:200]), now)
 
 
-__all__ = ["Draft", "Outcome", "TransitionError", "accept", "actor_for", "auto_close", "check", "close", "confirm", "me_too", "rate",
+__all__ = ["Draft", "Outcome", "TransitionError", "accept", "actor_for", "auto_close", "check", "close", "confirm", "extend_deadline", "me_too", "note", "rate",
            "relay", "reopen", "resolve", "submit_report", "transfer", "withdraw"]

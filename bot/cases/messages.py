@@ -5,11 +5,14 @@ The use cases (bot/cases/flows.py) and scheduled jobs call these inside their tr
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import stats
 from bot.areas.models import Area, Category
+from bot.areas.tree import AreaTree
 from bot.cases import service
 from bot.cases.models import Case
 from bot.i18n import Safe, Texts, escape
@@ -119,3 +122,170 @@ def resolved_buttons(case: Case):
 def rating_buttons(case: Case):
     return lambda t: [[Button("⭐" * n, f"c:rate:{case.id}:{n}") for n in (1, 2, 3)],
                       [Button("⭐" * n, f"c:rate:{case.id}:{n}") for n in (4, 5)]]
+
+
+# --- the chase, the daily digest and the weekly list ---------------------------------------------
+
+
+MAX_TEXT = 4000  # Telegram's limit is 4096 characters; leave room for the "… and N more" line
+OLDEST = 5  # overdue cases listed in a supervisor's digest
+UNREACHABLE_LISTED = 10
+
+
+def duration(t: Texts, d: timedelta) -> str:
+    minutes = max(int(d.total_seconds() // 60), 0)
+    if minutes < 60:
+        return t("sched.duration_minutes", m=minutes)
+    hours = minutes // 60
+    if hours < 48:
+        return t("sched.duration_hours", h=hours)
+    return t("sched.duration_days", d=hours // 24, h=hours % 24)
+
+
+def short(text: str, n: int = 40) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def fit(t: Texts, head: list[str], lines: list[str], tail: list[str] | None = None, total: int | None = None,
+        limit: int = MAX_TEXT) -> str:
+    """head + as many lines as fit + "… and N more" + tail, under `limit` characters.
+    `total` is how many lines there are in all when `lines` is already a prefix."""
+    tail = tail or []
+    total = len(lines) if total is None else total
+    budget = limit - sum(len(x) + 1 for x in head + tail) - 40
+    shown: list[str] = []
+    for line in lines:
+        if budget - len(line) - 1 < 0:
+            break
+        shown.append(line)
+        budget -= len(line) + 1
+    if total > len(shown):
+        shown.append(t("sched.more", n=total - len(shown)))
+    return "\n".join(head + shown + tail)[:limit]
+
+
+def case_lines(t: Texts, c: Case, cat: Category | None, area, tz) -> list[str]:
+    """The lines under a reminder, an overdue notice or an escalation."""
+    return [t("cases.field_category", value=category_name(t, cat)),
+            t("cases.field_place", value=place_text(c, area)),
+            t("cases.field_description", value=short(c.description, 200) or "—"),
+            t("cases.field_deadline", value=fmt_time(c.deadline_at, tz))]
+
+
+def reminder_text(t: Texts, c: Case, due: datetime, now: datetime, tz, body: list[str]) -> str:
+    return "\n".join([t("sched.remind", ref=c.ref, deadline=fmt_time(due, tz), left=duration(t, due - now)), *body])
+
+
+def overdue_text(t: Texts, c: Case, due: datetime, tz, body: list[str]) -> str:
+    return "\n".join([t("sched.overdue", ref=c.ref, deadline=fmt_time(due, tz)), *body])
+
+
+def escalation_text(t: Texts, c: Case, due: datetime, now: datetime, step: int, assignee: str,
+                    body: list[str]) -> str:
+    return "\n".join([t("sched.escalate", level=step, ref=c.ref, late=duration(t, now - due), assignee=assignee),
+                      *body])
+
+
+@dataclass
+class Names:
+    """What a digest or the weekly list names: areas, categories, people (looked up once)."""
+
+    tree: AreaTree
+    categories: dict[str, Category]
+    people: dict[int, Person]
+
+    def category(self, t: Texts, cid: str) -> str:
+        return category_name(t, self.categories.get(cid))
+
+    def place(self, item: stats.Item) -> str:
+        return place_text(item, self.tree.areas.get(item.area_id) if item.area_id else None)
+
+    def person(self, t: Texts, uid: int | None) -> str:
+        if uid is None:
+            return t("sched.unassigned")
+        p = self.people.get(uid)
+        return (p.name or str(uid)) if p else str(uid)
+
+
+def _worker_section(t: Texts, names: Names, load: stats.Load, now: datetime, tz, day: date) -> list[str]:
+    head = [t("sched.digest.worker_header", date=day.isoformat(), open=load.open, overdue=load.overdue)]
+    lines = [t("sched.task_line", ref=i.ref, category=names.category(t, i.category_id), place=names.place(i),
+               deadline=fmt_time(i.deadline_at, tz),
+               flag=Safe(t("sched.overdue_flag")) if i.deadline_at and i.deadline_at < now else "")
+             for i in load.tasks]
+    if load.open > len(lines):
+        lines.append(t("sched.more", n=load.open - len(lines)))
+    return head + lines + [t("sched.digest.worker_footer")]
+
+
+def _figures_lines(t: Texts, f: stats.Figures) -> list[str]:
+    return [t("sched.digest.period", new=f.new, accepted=f.accepted, resolved=f.resolved, due=f.due,
+              overdue=f.overdue),
+            t("sched.digest.state", open=f.open, overdue_open=f.overdue_open),
+            t("sched.digest.rates", rectification=stats.percent(f.rectification_rate),
+              response=stats.percent(f.response_rate), resolution=stats.percent(f.resolution_rate),
+              satisfaction=stats.percent(f.satisfaction_rate))]
+
+
+def _area_section(t: Texts, names: Names, per_area: dict, overdue: dict, root: str | None, now: datetime,
+                  day: date) -> list[str]:
+    tree = names.tree
+    scope = tree.subtree(root) if root is not None else None
+    total = stats.rollup(per_area, scope)
+    if root is None:
+        head = [t("sched.digest.admin_header", date=day.isoformat())]
+        rows, rows_title = tree.rows_for(None, stats.GRID_LEVEL - 1), "sched.digest.breakdown_communities"
+    else:
+        head = [t("sched.digest.supervisor_header", area=tree.name(root), date=day.isoformat())]
+        rows, rows_title = tree.rows_for(root, stats.GRID_LEVEL), "sched.digest.breakdown_grids"
+    lines = head + _figures_lines(t, total)
+    if rows and rows != [root]:
+        lines.append(t(rows_title))
+        for a in rows:
+            f = stats.rollup(per_area, tree.subtree(a))
+            lines.append(t("sched.digest.breakdown_line", area=tree.name(a), new=f.new, resolved=f.resolved,
+                           open=f.open, overdue_open=f.overdue_open, rate=stats.percent(f.rectification_rate)))
+    worst = stats.oldest(overdue, scope, OLDEST)
+    lines.append(t("sched.digest.oldest_header") if worst else t("sched.digest.none_overdue"))
+    for i in worst:
+        lines.append(t("sched.digest.oldest_line", ref=i.ref, category=names.category(t, i.category_id),
+                       place=short(names.place(i), 30), late=duration(t, now - i.deadline_at),
+                       assignee=names.person(t, i.assignee_id)))
+    return lines
+
+
+def digest_text(t: Texts, names: Names, *, load: stats.Load | None, supervised: list[str], admin: bool,
+                per_area: dict, overdue: dict, unreachable: list[tuple[int, str]], now: datetime, tz,
+                day: date) -> str:
+    """One person's morning digest: their tasks, their areas' figures, the district's for an admin."""
+    sections: list[list[str]] = []
+    if load is not None and load.open:
+        sections.append(_worker_section(t, names, load, now, tz, day))
+    for root in supervised:
+        sections.append(_area_section(t, names, per_area, overdue, root, now, day))
+    if admin:
+        sections.append(_area_section(t, names, per_area, overdue, None, now, day))
+        if unreachable:
+            # captains and supervisors the bot cannot reach: their tasks would go nowhere
+            sections.append([t("sched.digest.unreachable", n=len(unreachable),
+                               who="、".join(f"{name}（{uid_}）" if name else str(uid_)
+                                            for uid_, name in unreachable[:UNREACHABLE_LISTED])
+                               + ("…" if len(unreachable) > UNREACHABLE_LISTED else ""))])
+    lines = [x for sec in sections for x in (*sec, "")][:-1]
+    return fit(t, [], lines)
+
+
+def weekly_text(t: Texts, names: Names, *, roots: list[str] | None, items: list, n: int, week: str,
+                now: datetime, tz) -> str:
+    """限期未完成整改问题清单 for a supervisor's areas (the district for roots=None)."""
+    sep = ", " if t.lang == "en" else "、"
+    where = t("sched.weekly.district") if roots is None else sep.join(names.tree.name(r) for r in roots)
+    if n == 0:
+        return t("sched.weekly.none", week=week, scope=where)
+    head = [t("sched.weekly.header", week=week, scope=where, n=n)]
+    lines = [t("sched.weekly.line", i=k, ref=i.ref, category=names.category(t, i.category_id),
+               place=short(names.place(i), 30), deadline=fmt_time(i.deadline_at, tz),
+               late=duration(t, now - i.deadline_at), assignee=names.person(t, i.assignee_id))
+             for k, i in enumerate(items, 1)]
+    return fit(t, head, lines, total=n)

@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 
 from sqlalchemy import case as sql_case
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.areas.models import Category
@@ -157,8 +157,3 @@ async def cases_of_resident(*, session: AsyncSession, user_id: int, limit: int =
 async def history(*, session: AsyncSession, case_id: int) -> list[CaseEvent]:
     return list((await session.execute(select(CaseEvent).where(CaseEvent.case_id == case_id)
                                        .order_by(CaseEvent.at, CaseEvent.id))).scalars())
-
-
-async def count_open(*, session: AsyncSession, assignee_id: int) -> int:
-    return (await session.execute(select(func.count()).select_from(Case).where(
-        Case.assignee_id == assignee_id, Case.status.in_(OPEN)))).scalar_one()

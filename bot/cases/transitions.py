@@ -20,6 +20,7 @@ MOVES: dict[tuple[str, str], str] = {
     **{(s, "resolve"): "resolved" for s in OPEN},
     **{(s, "transfer"): "new" for s in OPEN},
     **{(s, "note"): s for s in OPEN},
+    **{(s, "extend"): s for s in OPEN},  # more time for the assignee (the web desk)
     **{(s, "close_unresolved"): "closed_unresolved" for s in OPEN},
     **{(s, "mark_duplicate"): "duplicate" for s in OPEN},
     ("new", "withdraw"): "withdrawn",
@@ -31,7 +32,7 @@ MOVES: dict[tuple[str, str], str] = {
 
 # who may take each action: worker = the assignee, a supervisor above the case's area, or an admin
 WORKER_ACTIONS = {"accept", "resolve", "transfer", "note", "mark_duplicate"}
-SUPERVISOR_ACTIONS = {"close_unresolved"}
+SUPERVISOR_ACTIONS = {"close_unresolved", "extend"}
 REPORTER_ACTIONS = {"withdraw", "confirm", "reopen", "rate"}
 SYSTEM_ACTIONS = {"auto_close"}
 

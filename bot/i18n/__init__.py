@@ -65,7 +65,7 @@ def pick_language(code: str | None) -> str:
 
 @lru_cache(maxsize=1)
 def _s2t():
-    import opencc
+    import opencc  # loads its dictionaries: only for a Traditional Chinese reader
 
     return opencc.OpenCC("s2t")
 

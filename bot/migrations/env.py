@@ -8,7 +8,8 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
-from bot.db import Base, import_all_models
+from bot.db import Base
+from bot.models import import_all_models
 
 import_all_models()
 config = context.config

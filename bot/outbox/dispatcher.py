@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import utcnow
@@ -51,27 +52,21 @@ log = logging.getLogger("gridbot.outbox")
 # and a killed process's rows are retaken a few seconds after. Read at run time (tests shorten it).
 LEASE = timedelta(seconds=6)
 RECOVER_EVERY = 1.0  # seconds between looks for rows of dead processes
+# a row waiting to be retried holds its chat's later rows back for at most this long after it
+# was queued (then they go: one unreachable message does not keep the rest forever)
+ORDER_HOLD = timedelta(minutes=5)
+MARK_LEAD = 0.05  # seconds before its send slot a broadcast row is marked "sending"
+CLAIM_LOCK_ID = 0x67726F62  # PostgreSQL advisory lock taken by each claim transaction
 MAX_AGE = timedelta(hours=24)  # after retrying this long a message is given up
 FLUSH_EVERY = 0.2  # seconds between batched result writes
 PROGRESS_EVERY = 3.0  # seconds between looks at running broadcasts when nothing else happens
 RETRY_SUMMARY_EVERY = 60.0  # seconds between log lines summing up deliveries put off for a retry
 
-_DEFAULT = object()
 ACTIVE = ("in_flight", "sending")  # held by a dispatcher
 
 
 def backoff(attempts: int) -> float:
     return float(min(2 ** max(attempts - 1, 0), 60))
-
-
-def _default_progress():
-    # the broadcast progress report; imported late so the outbox does not need the broadcasts
-    # package to be importable to send a reply
-    try:
-        from bot.broadcasts.flows import progress_tick
-    except ImportError:  # pragma: no cover - a trimmed install
-        return None
-    return progress_tick
 
 
 @dataclass
@@ -96,7 +91,7 @@ class OutboxDispatcher:
         batch: int = 200,
         clock=utcnow,
         on_gone=None,
-        on_progress=_DEFAULT,
+        on_progress=None,
         share_rate: bool = True,
         health=None,
     ) -> None:
@@ -109,8 +104,9 @@ class OutboxDispatcher:
         self.batch = batch
         self.clock = clock
         self.on_gone = on_gone  # async callable(session, chat_id): mark the recipient inactive
-        # async callable(sessionmaker, now, broadcast_ids): report broadcast progress
-        self.on_progress = _default_progress() if on_progress is _DEFAULT else on_progress
+        # async callable(sessionmaker, now, broadcast_ids): report broadcast progress (passed in by
+        # the core: the outbox knows nothing of broadcasts)
+        self.on_progress = on_progress
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:80]
         rate = self.limiter.limits.global_rate
         # enough concurrent requests to reach the rate with Telegram's ~0.1-0.3 s answers
@@ -267,27 +263,44 @@ class OutboxDispatcher:
 
     async def claim(self, broadcast_room: int | None = None) -> list[OutboxMessage]:
         """Claim due rows: interactive ones first (up to batch), then up to broadcast_room
-        broadcast rows (default: the batch), never a chat that has a row in flight."""
+        broadcast rows (default: the batch).
+
+        A chat's messages go out strictly in order, and the order is decided here: a row is not
+        claimed while its chat has a row in flight, or an earlier row (of the same kind) that is
+        in flight or waiting to be retried; an earlier row holds the later ones back for at most
+        ORDER_HOLD after it was queued, so one chat that cannot be reached does not keep its
+        later messages forever. On PostgreSQL claims are made one at a time (an advisory lock
+        for the claim transaction): a claimer never sees a half-claimed chat of another.
+        """
         now = self.clock()
         room = self.batch if broadcast_room is None else broadcast_room
         async with self.sessionmaker() as s, s.begin():
-            pg = dialect_name(s) == "postgresql"
+            if dialect_name(s) == "postgresql":
+                await s.execute(text(f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"))
             ids: list[int] = []
             for bc, limit in ((False, self.batch), (True, room)):
                 if limit <= 0:
                     continue
+                kind = OutboxMessage.broadcast_id.is_not(None) if bc else OutboxMessage.broadcast_id.is_(None)
                 busy_chats = select(OutboxMessage.chat_id).where(OutboxMessage.status.in_(ACTIVE),
                                                                  OutboxMessage.locked_until >= now)
+                earlier = aliased(OutboxMessage)
+                held_back = (
+                    select(earlier.id)
+                    .where(earlier.chat_id == OutboxMessage.chat_id, earlier.id < OutboxMessage.id,
+                           earlier.broadcast_id.is_not(None) if bc else earlier.broadcast_id.is_(None),
+                           or_(earlier.status.in_(ACTIVE),
+                               and_(earlier.status == "pending", earlier.next_attempt_at > now)),
+                           earlier.created_at > now - ORDER_HOLD)
+                    .exists()
+                )
                 q = (
                     select(OutboxMessage.id)
-                    .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
-                           OutboxMessage.broadcast_id.is_not(None) if bc else OutboxMessage.broadcast_id.is_(None),
-                           OutboxMessage.chat_id.not_in(busy_chats))
+                    .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now, kind,
+                           OutboxMessage.chat_id.not_in(busy_chats), ~held_back)
                     .order_by(OutboxMessage.id)
                     .limit(limit)
                 )
-                if pg:
-                    q = q.with_for_update(skip_locked=True)
                 got = list((await s.execute(q)).scalars())
                 if not got:
                     continue
@@ -385,15 +398,22 @@ class OutboxDispatcher:
                 msg.method = "send"  # the message to edit was never sent: send it new
             else:
                 msg.chat_id, msg.message_id = ref.chat_id, ref.message_id
-        await self.limiter.acquire(msg.chat_id, strict=row.broadcast_id is not None)
         if row.broadcast_id is not None:
+            # the send slot first, then the mark, then the wait for the slot: the request leaves
+            # right at its slot, and only the rows about to go are "sending"
+            slot = await self.limiter.acquire(msg.chat_id, strict=True, sleep=False)
+            if slot is not None:
+                await self.limiter.until(slot - MARK_LEAD, late_ok=True)
             # from here until its result is written, a crash leaves this row "uncertain"
             if not await asyncio.shield(self._mark_sending(row.id)):
                 # our claim lapsed (this process stalled past its lease) and another took the
                 # row: it is theirs to send, not ours
                 return _Result(row.id, row.chat_id, row.broadcast_id, dict(status="lost"), extra={"lost": True})
+            await self.limiter.until(slot)
             await self._pace()
             await self.limiter.unpaused()  # last, right before the request: a 429 may have come meanwhile
+        else:
+            await self.limiter.acquire(msg.chat_id)
         now = self.clock()
         status, error, message_id, retry_at = "sent", None, None, None
         extra: dict[str, Any] = {}

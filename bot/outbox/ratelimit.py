@@ -2,9 +2,9 @@
 
 Buckets are data (capacity, rate, tokens, last refill). The per-chat buckets live in memory:
 one chat's messages are sent by one process at a time (the outbox claims by chat). The global
-bucket is the bot's rate as a whole, so with several processes on one database it is also a
-row in `rate_buckets` (SharedBucket): each process reserves a few tokens at a time with one
-conditional UPDATE and spends them locally, paced by its own in-memory bucket.
+bucket is the bot's rate as a whole, so with several processes on one database it is a
+schedule of send slots in a row of `rate_buckets` (SharedBucket): each process takes the next
+few slots with one UPDATE and sends at those times, so all processes together keep the rate.
 
 Waiting interactive messages go before broadcast ones: a resident waiting for an answer never
 queues behind a 10,000-recipient notice.
@@ -16,10 +16,11 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import func, update
 
 log = logging.getLogger("gridbot.outbox")
 
@@ -67,64 +68,71 @@ def _wall_dt(t: float) -> datetime:
     return datetime.fromtimestamp(t, timezone.utc)
 
 
-class SharedBucket:
-    """The global token bucket as a row of `rate_buckets`, shared by every process.
+# the rate's slots are spread over 1 + JITTER seconds: what a busy machine or network does to
+# the moment a request arrives does not make a second of more than the rate
+JITTER = 0.1
 
-    `reserve()` refills the row by the time elapsed since it was last written and takes up to
-    `batch` tokens, in a read and a conditional UPDATE (the UPDATE matches only if nobody wrote
-    the row in between; a loser simply reads again). Capacity is one batch, so processes
-    together exceed the rate by at most one batch each, only right after an idle spell.
-    Time is the wall clock: the row is compared across processes (and test clocks stand still).
+
+class SharedBucket:
+    """The bot's global rate as a schedule of send slots in one row of `rate_buckets`, shared by
+    every process.
+
+    The row holds the next free slot (wall-clock seconds). `reserve(n)` takes the next n slots,
+    one gap apart, in one UPDATE … RETURNING (PostgreSQL serialises it on the row lock, SQLite
+    on its single writer), so no two processes ever get the same slot and the slots of all of
+    them together are never closer than the gap: in any second at most the rate (plus the one
+    slot on the window's edge), whatever the number of processes. The gap is JITTER wider than
+    1/rate (about 9% of the rate is given up), so requests that reach Telegram up to 0.1 s
+    late or early still make no second of more than the rate. Time is the wall clock: the row
+    is compared across processes (and test clocks stand still).
     """
 
-    def __init__(self, sessionmaker, *, rate: float, key: str = "global", batch: int | None = None,
+    def __init__(self, sessionmaker, *, rate: float, key: str = "slots", batch: int | None = None,
                  wall=time.time) -> None:
         self.sessionmaker = sessionmaker
         self.rate = float(rate)
+        self.gap = (1.0 + JITTER) / self.rate
         self.key = key
-        self.batch = batch or max(1, math.ceil(self.rate * 0.2))  # ~5 round trips a second
-        self.capacity = float(self.batch)
+        self.batch = batch or max(1, math.ceil(self.rate * 0.2))  # at most ~0.2 s of slots at once
         self.wall = wall
         self.round_trips = 0
 
-    async def reserve(self, want: int | None = None) -> tuple[int, float]:
-        """Take up to `want` tokens: (tokens taken, seconds to wait before asking again if 0)."""
+    async def reserve(self, want: int = 1) -> list[float]:
+        """The next `want` slots (wall-clock times, increasing), never shared with anyone."""
         from bot.outbox.models import RateBucket
-        from bot.sql import insert_ignore
+        from bot.sql import dialect_name, insert_ignore
 
-        want = want or self.batch
-        for _ in range(20):
-            now = self.wall()
-            async with self.sessionmaker() as s, s.begin():
-                self.round_trips += 1
-                row = (await s.execute(select(RateBucket.tokens, RateBucket.updated_at)
-                                       .where(RateBucket.key == self.key))).one_or_none()
-                if row is None:
-                    await s.execute(insert_ignore(s, RateBucket).values(key=self.key, tokens=self.capacity,
-                                                                       updated_at=_wall_dt(now)))
-                    continue
-                elapsed = max(0.0, now - row.updated_at.timestamp())
-                level = min(self.capacity, row.tokens + elapsed * self.rate)
-                take = min(want, math.floor(level))
-                if take < 1:
-                    return 0, (1 - level) / self.rate
-                res = await s.execute(update(RateBucket).where(
-                    RateBucket.key == self.key, RateBucket.tokens == row.tokens,
-                    RateBucket.updated_at == row.updated_at).values(tokens=level - take, updated_at=_wall_dt(now)))
-                if res.rowcount == 1:
-                    return take, 0.0
-        return 0, 1 / self.rate  # heavy contention: let the others go first
+        want = max(1, min(int(want), self.batch))
+        now = self.wall()
+        async with self.sessionmaker() as s, s.begin():
+            self.round_trips += 1
+            later = func.greatest if dialect_name(s) == "postgresql" else func.max
+            res = await s.execute(
+                update(RateBucket).where(RateBucket.key == self.key)
+                .values(tokens=later(RateBucket.tokens, now) + want * self.gap, updated_at=_wall_dt(now))
+                .returning(RateBucket.tokens))
+            end = res.scalar_one_or_none()
+            if end is None:  # the first reservation ever
+                await s.execute(insert_ignore(s, RateBucket).values(key=self.key, tokens=now,
+                                                                   updated_at=_wall_dt(now)))
+                res = await s.execute(
+                    update(RateBucket).where(RateBucket.key == self.key)
+                    .values(tokens=later(RateBucket.tokens, now) + want * self.gap, updated_at=_wall_dt(now))
+                    .returning(RateBucket.tokens))
+                end = res.scalar_one()
+        return [end - (want - i) * self.gap for i in range(want)]
 
     async def pause(self, seconds: float) -> None:
-        """A 429 stops every process: the shared row goes into debt for `seconds` of tokens."""
+        """A 429 stops every process: no slot is handed out before `seconds` from now."""
         from bot.outbox.models import RateBucket
-        from bot.sql import upsert
+        from bot.sql import dialect_name, upsert
 
         now = self.wall()
-        debt = -seconds * self.rate
+        until = now + seconds
         async with self.sessionmaker() as s, s.begin():
-            await s.execute(upsert(s, RateBucket, ["key"], dict(key=self.key, tokens=debt, updated_at=_wall_dt(now)),
-                                   dict(tokens=debt, updated_at=_wall_dt(now))))
+            later = func.greatest if dialect_name(s) == "postgresql" else func.max
+            await s.execute(upsert(s, RateBucket, ["key"], dict(key=self.key, tokens=until, updated_at=_wall_dt(now)),
+                                   dict(tokens=later(RateBucket.tokens, until), updated_at=_wall_dt(now))))
 
 
 class RateLimiter:
@@ -137,9 +145,10 @@ class RateLimiter:
         self.chats: dict[int, Bucket] = {}
         self.paused_until = 0.0
         self.shared: SharedBucket | None = None
-        self._stock = 0  # global tokens reserved from the shared bucket, not yet spent
-        self._stock_at = 0.0
-        self._refill_at = 0.0  # do not ask the shared bucket again before this
+        self._slots: deque[float] = deque()  # send slots taken from the shared schedule, not yet used
+        self._local_next = 0.0  # the next slot of our own while the shared schedule is unreachable
+        self._waiting = 0  # senders in acquire()
+        self.dropped_slots = 0
         self._urgent = 0  # interactive messages waiting
         self._shared_down = False
         self._lock = asyncio.Lock()
@@ -168,7 +177,7 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         """A 429 from Telegram: nobody sends until it has passed (never shortened)."""
         self.paused_until = max(self.paused_until, self.clock() + seconds)
-        self._stock = 0  # tokens reserved before the 429 are not to be spent in a burst after it
+        self._slots.clear()  # slots taken before the 429 are not to be used after it
 
     async def unpaused(self) -> None:
         """Wait out a 429 pause that began after the tokens were taken."""
@@ -197,45 +206,33 @@ class RateLimiter:
         return self._chat_bucket(chat_id, now, strict).wait_time(now)
 
     async def _global_wait(self, now: float) -> float:
-        """0 when a global token is available (and this caller may take it), else seconds to wait."""
-        wait = self.global_bucket.wait_time(now)
-        if wait > 0 or self.shared is None:
-            return wait
-        if self._stock and now - self._stock_at > 1.0:
-            self._stock = 0  # old reservations would add a burst on top of the other processes
-        if self._stock:
-            if self._stock * 2 <= self.shared.batch and now >= self._refill_at:
-                # ask for the next tokens while some are left, so the database round trip
-                # never leaves the sender idle
-                try:
-                    got, wait = await self.shared.reserve()
-                except Exception as e:
-                    self._shared_failed(e)
-                    got, wait = 0, 0.2
-                else:
-                    self._shared_ok()
-                if got:
-                    self._stock, self._stock_at = self._stock + got, self.clock()
-                else:
-                    self._refill_at = self.clock() + wait
-            return 0.0
-        if now < self._refill_at:
-            return self._refill_at - now
-        try:
-            got, wait = await self.shared.reserve()
-        except Exception as e:  # the database is briefly unavailable: a second at the local rate
-            self._shared_failed(e)
-            got, wait = max(1, int(self.limits.global_rate)), 0.0
-        else:
-            self._shared_ok()
-        now = self.clock()
-        if got:
-            self._stock, self._stock_at = got, now
-            return 0.0
-        self._refill_at = now + wait
-        return wait
+        """0 when the local global bucket has a token (no shared schedule), else seconds to wait."""
+        return self.global_bucket.wait_time(now)
 
-    async def acquire(self, chat_id: int, strict: bool = False) -> None:
+    async def _slot(self) -> float | None:
+        """The wall-clock time of this process's next send slot from the shared schedule (None:
+        ask again shortly). A slot missed by more than half a gap is dropped, not used late:
+        used late it would crowd the next one."""
+        shared = self.shared
+        wall = shared.wall()
+        while self._slots and self._slots[0] < wall - shared.gap / 2:
+            self._slots.popleft()
+            self.dropped_slots += 1
+        if self._slots:
+            return self._slots.popleft()
+        try:
+            # as many as there are senders waiting (a slot nobody uses is capacity lost)
+            got = await shared.reserve(max(1, self._waiting))
+        except Exception as e:  # the database is unavailable: our own share of the rate meanwhile
+            self._shared_failed(e)
+            slot = max(wall, self._local_next)
+            self._local_next = slot + shared.gap
+            return slot
+        self._shared_ok()
+        self._slots.extend(got)
+        return self._slots.popleft()
+
+    async def acquire(self, chat_id: int, strict: bool = False, *, sleep: bool = True) -> float | None:
         """Wait until one message to chat_id may be sent, then take the tokens.
 
         strict marks a broadcast message: no per-chat burst, and it yields to waiting
@@ -243,6 +240,8 @@ class RateLimiter:
         """
         urgent = not strict
         counted = False  # counted among the interactive messages waiting for a global token
+        slot = 0.0
+        self._waiting += 1
         try:
             while True:
                 async with self._lock:
@@ -257,17 +256,42 @@ class RateLimiter:
                                 self._urgent += 1
                             if not urgent and self._urgent:
                                 wait = 0.002  # an interactive message goes first
+                            elif self.shared is not None:
+                                slot = await self._slot()
+                                if slot is not None:
+                                    cb.take(self.clock())
+                                    self.sent += 1
+                                    break
+                                wait = 0.05
                             else:
                                 wait = await self._global_wait(now)
                                 if wait <= 0:
                                     now = self.clock()
                                     self.global_bucket.take(now)
-                                    if self._stock:
-                                        self._stock -= 1
                                     cb.take(now)
                                     self.sent += 1
                                     return
                 await asyncio.sleep(min(wait, 0.5))
         finally:
+            self._waiting -= 1
             if counted:
                 self._urgent -= 1
+        # our slot in the shared schedule: not before it (sleep=False: the caller waits for it
+        # with `until`, after its own last step before the request)
+        if sleep:
+            await self.until(slot)
+        return slot
+
+    async def until(self, slot: float | None, *, late_ok: bool = False) -> None:
+        """Wait for a send slot that acquire(sleep=False) returned. A slot missed by more than
+        half a gap (the caller was held up) is exchanged for the next free one: used late, it
+        would crowd the slot after it."""
+        if slot is None or self.shared is None:
+            return
+        if not late_ok and self.shared.wall() - slot > self.shared.gap / 2:
+            self.dropped_slots += 1
+            async with self._lock:
+                slot = await self._slot()
+        delay = slot - self.shared.wall()
+        if delay > 0:
+            await asyncio.sleep(delay)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.outbox.kinds import MessageKind
-from bot.outbox.models import OutboxMessage, SentRef
+from bot.outbox.models import OutboxMessage
 from bot.sql import insert_ignore
 from bot.transport.base import Outgoing
 
@@ -52,13 +51,3 @@ async def enqueue_many(*, session: AsyncSession, rows: list[dict]) -> int:
         return 0
     result = await session.execute(insert_ignore(session, OutboxMessage.__table__), rows)
     return getattr(result, "rowcount", 0) or 0
-
-
-async def sent_ref(*, session: AsyncSession, name: str) -> SentRef | None:
-    return await session.get(SentRef, name)
-
-
-async def pending_count(*, session: AsyncSession) -> int:
-    from sqlalchemy import func
-
-    return (await session.execute(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status.in_(("pending", "in_flight"))))).scalar_one()

@@ -51,17 +51,20 @@ async def seen(*, session: AsyncSession, user: User, now: datetime, private: boo
     """The person behind an update, created on first contact, refreshed on every one. Fields are
     assigned their current values, so the row is written only when something changed (the ORM
     compares with what it loaded), and last_seen_at moves on at most once an hour."""
+    # cut to the columns: Telegram's own limits are shorter, but nothing checks what arrives
+    name, username = user.full_name[:200], (user.username or "")[:64] or None
+    language = (user.language_code or "")[:16] or None
     p = await session.get(Person, user.id)
     if p is None:
-        p = Person(id=user.id, name=user.full_name, username=user.username, tg_language=user.language_code,
+        p = Person(id=user.id, name=name, username=username, tg_language=language,
                    created_at=now, is_active=True, has_chatted=private, is_admin=False)
         session.add(p)
     else:
         if user.first_name or user.last_name:
-            p.name = user.full_name
-        p.username = user.username
-        if user.language_code:
-            p.tg_language = user.language_code
+            p.name = name
+        p.username = username
+        if language:
+            p.tg_language = language
         if private:
             # writing to the bot again means they unblocked it
             p.is_active = True
@@ -75,10 +78,11 @@ async def seen(*, session: AsyncSession, user: User, now: datetime, private: boo
 async def seen_group(*, session: AsyncSession, chat: Chat, now: datetime, active: bool = True) -> GroupChat:
     g = await session.get(GroupChat, chat.id)
     if g is None:
-        g = GroupChat(id=chat.id, type=chat.type, title=chat.title or "", created_at=now, is_active=active)
+        g = GroupChat(id=chat.id, type=chat.type[:16], title=(chat.title or "")[:255], created_at=now,
+                      is_active=active)
         session.add(g)
     else:
-        g.title = chat.title or g.title
+        g.title = (chat.title or "")[:255] or g.title
         g.is_active = active
     return g
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from abc import ABC, abstractmethod
-from typing import Any
 
 from bot.transport.base import Keyboard, Outgoing, PermanentError
 
@@ -67,10 +66,3 @@ class BaseMessenger(ABC):
             # an album cannot carry buttons: the text with its buttons follows it
             await self.send_album(msg.chat_id, photos[:10], "")
         return await self.send_text(msg.chat_id, msg.text, msg.buttons, msg.html)
-
-
-def keyboard_json(buttons: Keyboard | None) -> dict[str, Any] | None:
-    if not buttons:
-        return None
-    return {"inline_keyboard": [[({"text": b.text, "url": b.url} if b.url else {"text": b.text, "callback_data": b.data})
-                                 for b in row] for row in buttons]}

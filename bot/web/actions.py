@@ -7,17 +7,14 @@ the caller's one transaction.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.areas.models import Area, Category
-from bot.cases import flows, messages, service
-from bot.cases.deadlines import reminder_at
+from bot.areas.models import Area
+from bot.cases import flows, service
 from bot.cases.models import Case
-from bot.cases.transitions import OPEN, Event, NotAllowed, TransitionError
-from bot.notify import notify
-from bot.outbox.kinds import MessageKind
+from bot.cases.transitions import TransitionError
 
 MAX_NOTE = 1000
 MAX_EXTEND_HOURS = 24 * 30
@@ -62,8 +59,8 @@ async def add_note(*, session: AsyncSession, now: datetime, case: Case, user_id:
                    text: str) -> None:
     text = _text(text)
     try:
-        await service.move(session=session, case=case, action="note",
-                           actor=await _actor(session, case, user_id, is_admin), now=now, note=text)
+        await flows.note(session=session, case=case, actor=await _actor(session, case, user_id, is_admin), now=now,
+                         text=text)
     except TransitionError as e:
         raise ActionError(e.reason) from None
 
@@ -74,20 +71,8 @@ async def extend_deadline(*, session: AsyncSession, now: datetime, tz, case: Cas
     reason = _text(reason)
     if not 0 < hours <= MAX_EXTEND_HOURS:
         raise ActionError("web.err_bad_hours")
-    actor = await _actor(session, case, user_id, is_admin)
-    if not (actor.supervises_area or actor.is_admin):
-        raise ActionError(NotAllowed.reason)
-    if case.status not in OPEN:
-        raise ActionError("cases.err_illegal_move")
-    base = max(case.deadline_at or now, now)
-    case.deadline_at = base + timedelta(hours=hours)
-    case.updated_at = now
-    category = await session.get(Category, case.category_id)
-    case.next_check_at = reminder_at(now, case.deadline_at, category, tz)
-    case.chase_level = 0
-    service.record(session, Event("extend", case.id, user_id, case.status, case.status,
-                                  note=f"+{hours:g}h → {case.deadline_at.astimezone(tz):%m-%d %H:%M} · {reason}"), now)
-    if case.assignee_id:
-        deadline = messages.fmt_time(case.deadline_at, tz)
-        await notify(session=session, now=now, chat_id=case.assignee_id, kind=MessageKind.CASE_EXTENDED,
-                     render=lambda t: t("web.extended_notice", ref=case.ref, deadline=deadline, reason=reason))
+    try:
+        await flows.extend_deadline(session=session, case=case, actor=await _actor(session, case, user_id, is_admin),
+                                    now=now, tz=tz, hours=hours, reason=reason)
+    except TransitionError as e:
+        raise ActionError(e.reason) from None

@@ -588,6 +588,7 @@ class FakeBotAPI:
         self.allowed_updates: list[str] | None = None
         self.files: dict[str, _StoredFile] = {}
         self.internal_errors: list[BaseException] = []
+        self.abandoned: list[Call] = []  # held by a latency rule until their client was gone
 
         self._updates: list[dict] = []
         self._next_update_id = 1
@@ -1012,9 +1013,16 @@ class FakeBotAPI:
             return self._finish(call, err)
 
         # latency and injected faults
+        delayed = False
         for rule in list(self.rules):
             if rule.latency > 0 and rule.matches(method, call.params.get("chat_id")):
                 await self._sleep(rule.latency)
+                delayed = True
+        if delayed and (request.transport is None or request.transport.is_closing()):
+            # the client went away (killed) while the request was held: it never reached
+            # "Telegram", so nothing is recorded or sent
+            self.abandoned.append(call)
+            return web.Response(status=499)
         for rule in list(self.rules):
             if rule.status and rule.latency <= 0 and rule.matches(method, call.params.get("chat_id")):
                 if rule.times is not None:
