@@ -56,3 +56,60 @@ async def test_the_hold_is_bounded(core):
         await enqueue(session=s, msg=Outgoing(chat_id=Y.id, text="y later"), kind="reply", now=now)
     claimed = await core.dispatcher.claim()
     assert [r.payload["text"] for r in claimed] == ["x later"]
+
+
+async def test_webhook_posts_of_one_chat_in_parallel_are_handled_in_update_id_order(db_url, settings_for):
+    """Telegram posts updates in parallel (max_connections): one chat's updates may be stored
+    in another order than their ids; they are handled in update_id order all the same."""
+    import asyncio
+    import re
+
+    import aiohttp
+
+    from bot.runner import BotRunner
+    from tests.conftest import TOKEN
+    from tests.fakebotapi import FakeBotAPI
+    from tests.test_reliability import listening
+    from tests.test_replicas import free_port
+    from tests.test_restart import wait_until
+
+    users = [U.TgUser(42_000 + i, f"居民{i}") for i in range(20)]
+    per_chat = 4
+    port = free_port()
+    async with FakeBotAPI(token=TOKEN) as api:
+        for u in users:
+            api.add_user(u)
+        settings = settings_for(db_url, framework="aiogram", telegram_api_base=api.base_url,
+                                webhook_url="https://gridbot.example.test", webhook_host="127.0.0.1", webhook_port=port)
+        runner = BotRunner(settings, webhook=True, with_scheduler=False)
+        task = asyncio.create_task(runner.run())
+        try:
+            await asyncio.wait_for(runner.ready.wait(), 60)
+            await wait_until(lambda: listening(port), 30, "the webhook server did not listen")
+            url = f"http://127.0.0.1:{port}/telegram/webhook"
+            uid = 0
+            async with aiohttp.ClientSession() as http:
+                async def post(update):
+                    async with http.post(url, json=update) as r:
+                        assert r.status == 200
+
+                posts = []
+                for k in range(1, per_chat + 1):
+                    for u in users:
+                        uid += 1
+                        upd = dict(U.message(u, text=f"/case {k}"), update_id=uid)
+                        upd["message"].update(message_id=uid, date=0)
+                        posts.append(asyncio.create_task(post(upd)))
+                        await asyncio.sleep(0)  # sent in id order, answered in any
+                await asyncio.gather(*posts)
+
+            async def answered():
+                return all(len(api.sent(u.id)) >= per_chat for u in users)
+
+            await wait_until(answered, 60, "not every update was answered")
+        finally:
+            runner.stop()
+            await asyncio.wait_for(task, 30)
+    for u in users:
+        refs = [int(m) for c in api.sent(u.id) for m in re.findall(r"#(\d+)", c.text or "")]
+        assert refs == list(range(1, per_chat + 1)), (u.id, refs)
