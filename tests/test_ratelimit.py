@@ -95,3 +95,30 @@ async def test_a_429_in_one_process_pauses_the_other(db_url, settings_for):
         assert time.monotonic() - t0 >= 0.5
     finally:
         await engine.dispose()
+
+
+async def test_a_reply_does_not_queue_behind_send_slots_a_broadcast_booked_ahead(db_url, settings_for):
+    engine = await prepare_database(settings_for(db_url))
+    try:
+        sm = make_sessionmaker(engine)
+        lim = RateLimiter(Limits(global_rate=20))
+        lim.share(sm)
+        booked: list[tuple[float, float]] = []  # (when booked, the slot)
+
+        async def notice(chat):
+            # as the dispatcher sends a broadcast row: book the slot, then wait for it
+            slot = await lim.acquire(chat, strict=True, sleep=False)
+            booked.append((lim.shared.wall(), slot))
+            await lim.until(slot)
+
+        bulk = [asyncio.create_task(notice(30_000 + i)) for i in range(40)]
+        await asyncio.sleep(0.3)
+        asked = lim.shared.wall()
+        slot = await lim.acquire(7, sleep=False)
+        # 40 notices at 20/s are two seconds of slots; the reply gets one of the next few
+        assert slot - asked < 0.35
+        await asyncio.gather(*bulk)
+        assert len(booked) == 40
+        assert max(s - t for t, s in booked) <= 0.15  # no notice booked its slot far ahead
+    finally:
+        await engine.dispose()

@@ -24,6 +24,9 @@ from sqlalchemy import func, update
 
 log = logging.getLogger("gridbot.outbox")
 
+# how far ahead of now a broadcast message may take its send slot from the shared schedule
+BULK_HORIZON = 0.1
+
 
 @dataclass
 class Bucket:
@@ -258,11 +261,19 @@ class RateLimiter:
                                 wait = 0.002  # an interactive message goes first
                             elif self.shared is not None:
                                 slot = await self._slot()
-                                if slot is not None:
+                                ahead = None if slot is None else slot - self.shared.wall()
+                                if not urgent and ahead is not None and ahead > BULK_HORIZON:
+                                    # a broadcast does not book slots far ahead: a reply that comes
+                                    # meanwhile takes this one (the earliest) instead of queueing
+                                    # behind seconds of notices
+                                    self._slots.appendleft(slot)
+                                    wait = ahead - BULK_HORIZON
+                                elif slot is not None:
                                     cb.take(self.clock())
                                     self.sent += 1
                                     break
-                                wait = 0.05
+                                else:
+                                    wait = 0.05
                             else:
                                 wait = await self._global_wait(now)
                                 if wait <= 0:
