@@ -12,16 +12,16 @@ Cut-offs were chosen on the DEV split to keep each baseline's confidently-wrong 
 answering nothing. For the baselines a below-cut-off top hit counts as a "suggestion".
 
 Splits: tests/data/faq_dev.yaml (DEV: thresholds, weights and tables are tuned on it),
-tests/data/faq_dev2.yaml (DEV2: the first blind split; once measured it was demoted and is tuned on
-too) and tests/data/faq_test.yaml (TEST: a second split written blind from the entry list; nothing is
-tuned on it), printed side by side. Metrics (in-scope = questions the KB answers):
+tests/data/faq_dev2.yaml and faq_dev3.yaml (DEV2, DEV3: the first and second blind splits; once
+measured each was demoted and is tuned on too) and, when it exists, tests/data/faq_test.yaml (TEST: a
+split written blind from the entry list; nothing is tuned on it), printed side by side. Metrics (in-scope = questions the KB answers):
   right first  the expected entry is the confident answer or the first suggestion   (in-scope)
   confident    answered confidently with the expected entry                          (in-scope)
   wrong        answered confidently with another entry                               (in-scope)
   n2a-ans      not-to-answer questions (chatter, near-domain) answered confidently
   p50/p99      wall-clock latency of the whole decision per query (ms), after warm-up; CPU p99 too
 
-    python bench/faq.py --calibrate   # refit the fused decision on DEV + DEV2 and print the constants
+    python bench/faq.py --calibrate   # refit the fused decision on the dev splits and print the constants
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from knowledge.loader import DEFAULT_KB_DIR, Entry, load_kb  # noqa: E402
 
 EVAL = ROOT / "tests" / "data" / "faq_dev.yaml"    # DEV split: everything may be tuned on it
 DEV2 = ROOT / "tests" / "data" / "faq_dev2.yaml"   # DEV2: the first blind split, measured once, now tuned on too
+DEV3 = ROOT / "tests" / "data" / "faq_dev3.yaml"   # DEV3: the second blind split, measured once, now tuned on too
 TEST = ROOT / "tests" / "data" / "faq_test.yaml"   # TEST split, written blind: nothing is tuned on it
 FUZZ_CUTOFF = 75.0   # lowest cut-off with ≤ 2 % confidently wrong and ≤ 3 % out-of-scope answered (swept 60–86)
 BM25_CUTOFF = 12.0   # same rule (swept 4–12; at 10 it is 4.5 % wrong)
@@ -79,8 +80,8 @@ def _fit_logistic(X, y, lam: float = 1e-2):
     return w
 
 
-def calibrate(paths: tuple[Path, ...] = (EVAL, DEV2), folds: int = 5, share: float = 0.6) -> None:
-    """Fit the fused decision on the DEV splits (dev + dev2) and print the constants for knowledge/index.py.
+def calibrate(paths: tuple[Path, ...] = (EVAL, DEV2, DEV3), folds: int = 5, share: float = 0.6) -> None:
+    """Fit the fused decision on the DEV splits (dev, dev2, dev3) and print the constants for knowledge/index.py.
 
     1. A logistic model over each candidate's row (Matcher.candidates), label = "this is the entry".
     2. Out-of-fold probabilities: ``folds``-fold cross-validation by question, so the thresholds are
@@ -190,7 +191,7 @@ def calibrate(paths: tuple[Path, ...] = (EVAL, DEV2), folds: int = 5, share: flo
             if best is None or key > best[0]:
                 best = (key, wrong, oans)
     names = ("L", "cos", "L lead", "cos lead", "meaningful", "agree", "LxS", "ask L", "ask L lead")
-    print(f"dev + dev2: {n_in} in-scope, {n_oos} not-to-answer, {len(X)} rows; weights "
+    print(f"dev splits: {n_in} in-scope, {n_oos} not-to-answer, {len(X)} rows; weights "
           + ", ".join(f"{n}={v:.3f}" for n, v in zip(names, w)) + f", bias={w[-1]:.3f}")
     if best is None:
         print("no thresholds meet the objective out of fold")
@@ -400,14 +401,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="real KB only")
     ap.add_argument("--kb", default=str(DEFAULT_KB_DIR))
-    ap.add_argument("--calibrate", action="store_true", help="fit the fused decision on dev + dev2 and print it")
+    ap.add_argument("--calibrate", action="store_true", help="fit the fused decision on the dev splits and print it")
     ap.add_argument("--share", type=float, default=0.6, help="share of each error allowance the sweep may use")
     args = ap.parse_args(argv)
     if args.calibrate:
         calibrate(share=args.share)
         return 0
 
-    splits = {"dev": load_eval(EVAL), "dev2": load_eval(DEV2)}
+    splits = {"dev": load_eval(EVAL), "dev2": load_eval(DEV2), "dev3": load_eval(DEV3)}
     if TEST.exists():
         splits["test"] = load_eval(TEST)
     real = load_kb(args.kb)
@@ -463,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{m['top1'] / b['top1']:.2f}x, p99 {m['p99'] / b['p99']:.1f}x")
         print(f"ratios on {split}: " + "; ".join(parts))
 
-    for split, path in (("dev2", DEV2), ("test", TEST)):
+    for split, path in (("dev2", DEV2), ("dev3", DEV3), ("test", TEST)):
         if split not in splits:
             continue
         kinds = load_kinds(path)
