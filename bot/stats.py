@@ -31,8 +31,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, extract, func, or_, select, union
+from sqlalchemy import and_, bindparam, case, extract, func, literal_column, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cases.models import Case
@@ -120,7 +121,8 @@ def literal_in(column, values):
     return column.in_(bindparam("states", list(values), expanding=True, literal_execute=True, unique=True))
 
 
-def _period_columns(session, start, end, now, response_hours):
+def _period_figures(session, start, end, now, response_hours) -> dict:
+    """Each period figure: the condition a case must meet to count."""
     def within(col):
         return and_(col >= start, col < end)
 
@@ -146,39 +148,47 @@ def _period_columns(session, start, end, now, response_hours):
         "rated": and_(within(Case.closed_at), Case.rating.is_not(None)),
         "satisfied": and_(within(Case.closed_at), Case.rating >= SATISFIED_RATING),
     }
-    return [_count(c).label(k) for k, c in cols.items()]
+    return cols
+
+
+# every period figure needs one time of the case in the period: the figures by that time column
+_BY_TIME = (("created_at", ("new",)), ("assigned_at", ("assigned", "responded")), ("accepted_at", ("accepted",)),
+            ("resolved_at", ("resolved",)), ("closed_at", ("closed", "rated", "satisfied")),
+            ("deadline_at", ("due", "due_fixed", "due_fixed_on_time", "overdue")))
 
 
 async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start: datetime, end: datetime,
                     now: datetime, response_hours: float = RESPONSE_HOURS,
                     lookback: timedelta = LOOKBACK) -> dict[str | None, Figures]:
-    """Figures per area (cases without an area under None), in two grouped queries."""
+    """Figures per area (cases without an area under None), in one statement: a grouped count
+    per time column over the cases with that time in the period (its index: a few thousand rows
+    a day, however many cases were ever closed) reported since the cutoff or still active, and
+    the state now over the open cases (ix_cases_open_area)."""
     cutoff = start - lookback
     per: dict[str | None, Figures] = defaultdict(Figures)
-
-    def scoped(q):
-        return q.where(Case.area_id.in_(area_ids)) if area_ids is not None else q
-
-    def between(column, until=end):
-        return select(Case.id).where(column >= start, column < until)
-
-    # 1. the period's events: every figure counts a case with one of these times in the period,
-    #    so only those cases are read (each time column's index, then the rows by id), of
-    #    those reported since the cutoff or still active
-    touched = union(between(Case.created_at), between(Case.assigned_at), between(Case.accepted_at),
-                    between(Case.resolved_at), between(Case.closed_at), between(Case.deadline_at, min(end, now)))
+    figures = _period_figures(session, start, end, now, response_hours)
+    names = [*figures, "open", "overdue_open"]
+    # counted inside each count, not in WHERE: PostgreSQL would otherwise AND the time index
+    # with a bitmap of every case reported since the cutoff
     counted = and_(Case.created_at < end, or_(Case.created_at >= cutoff, literal_in(Case.status, ACTIVE)))
-    q1 = scoped(select(Case.area_id, *_period_columns(session, start, end, now, response_hours))
-                .where(Case.id.in_(touched), counted)).group_by(Case.area_id)
-    # 2. the state now, over the open cases only (ix_cases_open_area)
-    q2 = scoped(select(Case.area_id, func.count().label("open"), _count(Case.deadline_at < now).label("overdue_open"))
-                .where(literal_in(Case.status, OPEN))).group_by(Case.area_id)
-    for q in (q1, q2):
-        for row in (await session.execute(q)).mappings():
-            f = per[row["area_id"]]
-            for k, v in row.items():
-                if k != "area_id":
-                    setattr(f, k, getattr(f, k) + int(v or 0))
+
+    def part(counts: dict, *where):
+        q = select(Case.area_id, *[counts[k].label(k) if k in counts else literal_column("0").label(k)
+                                   for k in names]).where(*where)
+        if area_ids is not None:
+            q = q.where(Case.area_id.in_(area_ids))
+        return q.group_by(Case.area_id)
+
+    parts = [part({k: _count(and_(figures[k], counted)) for k in keys}, getattr(Case, column) >= start,
+                  getattr(Case, column) < (min(end, now) if column == "deadline_at" else end))
+             for column, keys in _BY_TIME]
+    parts.append(part({"open": func.count(), "overdue_open": _count(Case.deadline_at < now)},
+                      literal_in(Case.status, OPEN)))
+    for row in (await session.execute(union_all(*parts))).all():
+        f = per[row[0]]
+        for k, v in zip(names, row[1:]):
+            if v:
+                setattr(f, k, getattr(f, k) + int(v))
     return dict(per)
 
 
@@ -201,9 +211,9 @@ async def figures(*, session: AsyncSession, area_ids: list[str] | None, start: d
 # --- lists -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Item:
-    """A case in a list: what a digest line needs, without loading the whole row."""
+class Item(NamedTuple):
+    """A case in a list: what a digest line needs, without loading the whole row (a tuple: a
+    digest builds ten thousand of these)."""
 
     id: int
     area_id: str | None
@@ -224,16 +234,21 @@ _ITEM_COLUMNS = (Case.id, Case.area_id, Case.assignee_id, Case.category_id, Case
 
 
 def _items(rows) -> list[Item]:
-    return [Item(r.id, r.area_id, r.assignee_id, r.category_id, r.description or "", r.address or "",
-                 r.deadline_at, r.status) for r in rows]
+    return [Item(i, area, who, cat, desc or "", addr or "", deadline, status)
+            for i, area, who, cat, desc, addr, deadline, status in rows]
 
 
-def _first_open(partition, per: int, *cond):
+def _first_open(session: AsyncSession, partition, per: int, *cond):
     """The `per` open cases of each `partition` with the earliest deadlines: the window runs
-    over a partial index of open cases (ids only), and only the rows it keeps are read."""
+    over a partial index of open cases (its columns only), and only the rows it keeps are read."""
     rn = func.row_number().over(partition_by=partition, order_by=(Case.deadline_at, Case.id)).label("rn")
     firsts = select(Case.id, rn).where(literal_in(Case.status, OPEN), *cond).subquery()
-    return select(*_ITEM_COLUMNS).join_from(firsts, Case, firsts.c.id == Case.id).where(firsts.c.rn <= per)
+    kept = select(firsts.c.id).where(firsts.c.rn <= per)
+    if dialect_name(session) == "postgresql":
+        # the ids as one array, made once: as a join PostgreSQL expects every open case to be
+        # kept (it cannot tell how many rows a window's filter leaves) and reads the whole table
+        return select(*_ITEM_COLUMNS).where(Case.id == func.any(func.array(kept.scalar_subquery())))
+    return select(*_ITEM_COLUMNS).where(Case.id.in_(kept))
 
 
 async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int = 5,
@@ -244,7 +259,7 @@ async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int
     cond = [Case.deadline_at < now]
     if area_ids is not None:
         cond.append(Case.area_id.in_(area_ids))
-    q = _first_open(Case.area_id, per_area, *cond).order_by(Case.deadline_at, Case.id)
+    q = _first_open(session, Case.area_id, per_area, *cond).order_by(Case.deadline_at, Case.id)
     out: dict[str | None, list[Item]] = defaultdict(list)
     for item in _items((await session.execute(q)).all()):
         out[item.area_id].append(item)
@@ -285,7 +300,7 @@ async def workloads(*, session: AsyncSession, now: datetime, per_worker: int = 1
     out: dict[int, Load] = {}
     for r in (await session.execute(counts)).all():
         out[int(r.assignee_id)] = Load(open=int(r.open), overdue=int(r.overdue))
-    q = _first_open(Case.assignee_id, per_worker, Case.assignee_id.is_not(None)).order_by(
+    q = _first_open(session, Case.assignee_id, per_worker, Case.assignee_id.is_not(None)).order_by(
         Case.assignee_id, Case.deadline_at, Case.id)
     for item in _items((await session.execute(q)).all()):
         if item.assignee_id in out:

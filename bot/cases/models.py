@@ -26,9 +26,11 @@ class Case(Base):
         Index("ix_cases_created", "created_at"),
         # digests and the weekly list: open cases per worker and per area, by deadline (a small
         # share of the table: these stay small however many cases were ever closed)
-        Index("ix_cases_open_assignee", "assignee_id", "deadline_at", sqlite_where=OPEN_CASES,
+        # (with the id: the lists' window reads nothing else, and PostgreSQL keeps no row id in an index)
+        Index("ix_cases_open_assignee", "assignee_id", "deadline_at", "id", sqlite_where=OPEN_CASES,
               postgresql_where=OPEN_CASES),
-        Index("ix_cases_open_area", "area_id", "deadline_at", sqlite_where=OPEN_CASES, postgresql_where=OPEN_CASES),
+        Index("ix_cases_open_area", "area_id", "deadline_at", "id", sqlite_where=OPEN_CASES,
+              postgresql_where=OPEN_CASES),
         # a period's figures (bot/stats.py): the cases with an event or a deadline in the period
         Index("ix_cases_assigned", "assigned_at"),
         Index("ix_cases_accepted", "accepted_at"),
