@@ -436,8 +436,8 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
         sups = tree.supervised()
         # the longest-overdue WEEKLY_LINES of each area: enough for any subtree's message
         per_area = await stats.overdue_by_area(session=s, now=now, per_area=WEEKLY_LINES)
-        counts_q = (select(Case.area_id, func.count()).where(Case.status.in_(OPEN), Case.deadline_at < now)
-                    .group_by(Case.area_id))
+        counts_q = (select(Case.area_id, func.count())
+                    .where(stats.literal_in(Case.status, OPEN), Case.deadline_at < now).group_by(Case.area_id))
         totals = {a: int(n) for a, n in (await s.execute(counts_q)).all()}
         names = await _names(s, tree, {i.assignee_id for items in per_area.values() for i in items})
 
