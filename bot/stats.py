@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, extract, func, literal_column, or_, select, union_all
+from sqlalchemy import and_, bindparam, case, extract, func, literal_column, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cases.models import Case
@@ -151,25 +151,40 @@ def _period_figures(session, start, end, now, response_hours) -> dict:
     return cols
 
 
-# every period figure needs one time of the case in the period: the figures by that time column
-_BY_TIME = (("created_at", ("new",)), ("assigned_at", ("assigned", "responded")), ("accepted_at", ("accepted",)),
-            ("resolved_at", ("resolved",)), ("closed_at", ("closed", "rated", "satisfied")),
-            ("deadline_at", ("due", "due_fixed", "due_fixed_on_time", "overdue")))
+def _by_id(session: AsyncSession, ids):
+    """`cases.id IN (ids)`, a select of ids; on PostgreSQL as one array made once: as a join it
+    may expect far more ids than come (a window's or a union's) and read the whole table."""
+    if dialect_name(session) == "postgresql":
+        return Case.id == func.any(func.array(ids.scalar_subquery()))
+    return Case.id.in_(ids)
 
 
 async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start: datetime, end: datetime,
                     now: datetime, response_hours: float = RESPONSE_HOURS,
                     lookback: timedelta = LOOKBACK) -> dict[str | None, Figures]:
-    """Figures per area (cases without an area under None), in one statement: a grouped count
-    per time column over the cases with that time in the period (its index: a few thousand rows
-    a day, however many cases were ever closed) reported since the cutoff or still active, and
-    the state now over the open cases (ix_cases_open_area)."""
+    """Figures per area (cases without an area under None), in one statement: the period's
+    figures over the cases with one of their times in the period (each time column's index: a
+    few thousand rows a day, however many cases were ever closed), counting those reported since
+    the cutoff or still active; and the state now over the open cases (ix_cases_open_area).
+
+    SQLite reads each such case once, by id (the ids: a union over the time columns' indexes);
+    PostgreSQL counts each time column's figures over its own index's rows (a bitmap scan each,
+    cheaper there than fetching the ids from the table first and the rows again)."""
     cutoff = start - lookback
     per: dict[str | None, Figures] = defaultdict(Figures)
     figures = _period_figures(session, start, end, now, response_hours)
     names = [*figures, "open", "overdue_open"]
-    # counted inside each count, not in WHERE: PostgreSQL would otherwise AND the time index
-    # with a bitmap of every case reported since the cutoff
+    # every period figure needs one of these times in the period: the figures by that time
+    times = {"created_at": ("new",), "assigned_at": ("assigned", "responded"), "accepted_at": ("accepted",),
+             "resolved_at": ("resolved",), "closed_at": ("closed", "rated", "satisfied"),
+             "deadline_at": ("due", "due_fixed", "due_fixed_on_time", "overdue")}
+
+    def in_period(column: str):
+        col = getattr(Case, column)
+        return and_(col >= start, col < (min(end, now) if column == "deadline_at" else end))
+
+    # counted inside each count, not in WHERE: PostgreSQL would otherwise AND the time index's
+    # bitmap with one of every case reported since the cutoff
     counted = and_(Case.created_at < end, or_(Case.created_at >= cutoff, literal_in(Case.status, ACTIVE)))
 
     def part(counts: dict, *where):
@@ -179,9 +194,12 @@ async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start:
             q = q.where(Case.area_id.in_(area_ids))
         return q.group_by(Case.area_id)
 
-    parts = [part({k: _count(and_(figures[k], counted)) for k in keys}, getattr(Case, column) >= start,
-                  getattr(Case, column) < (min(end, now) if column == "deadline_at" else end))
-             for column, keys in _BY_TIME]
+    if dialect_name(session) == "postgresql":
+        parts = [part({k: _count(and_(figures[k], counted)) for k in keys}, in_period(column))
+                 for column, keys in times.items()]
+    else:
+        touched = union(*[select(Case.id).where(in_period(column)) for column in times])
+        parts = [part({k: _count(and_(c, counted)) for k, c in figures.items()}, Case.id.in_(touched))]
     parts.append(part({"open": func.count(), "overdue_open": _count(Case.deadline_at < now)},
                       literal_in(Case.status, OPEN)))
     for row in (await session.execute(union_all(*parts))).all():
@@ -243,12 +261,7 @@ def _first_open(session: AsyncSession, partition, per: int, *cond):
     over a partial index of open cases (its columns only), and only the rows it keeps are read."""
     rn = func.row_number().over(partition_by=partition, order_by=(Case.deadline_at, Case.id)).label("rn")
     firsts = select(Case.id, rn).where(literal_in(Case.status, OPEN), *cond).subquery()
-    kept = select(firsts.c.id).where(firsts.c.rn <= per)
-    if dialect_name(session) == "postgresql":
-        # the ids as one array, made once: as a join PostgreSQL expects every open case to be
-        # kept (it cannot tell how many rows a window's filter leaves) and reads the whole table
-        return select(*_ITEM_COLUMNS).where(Case.id == func.any(func.array(kept.scalar_subquery())))
-    return select(*_ITEM_COLUMNS).where(Case.id.in_(kept))
+    return select(*_ITEM_COLUMNS).where(_by_id(session, select(firsts.c.id).where(firsts.c.rn <= per)))
 
 
 async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int = 5,

@@ -244,3 +244,20 @@ def test_the_partial_indexes_cover_exactly_the_open_states():
     from bot.cases.models import OPEN_CASES
 
     assert str(OPEN_CASES) == "status IN (%s)" % ", ".join(f"'{s}'" for s in stats.OPEN)
+
+
+async def test_each_digest_is_in_its_readers_language(core, built):
+    from bot.people.models import Person
+
+    async with core.sessionmaker() as s, s.begin():
+        people = {p.id: p for p in (await s.execute(select(Person))).scalars()}
+        for uid, lang, tg in ((zhao.id, None, "en-US"), (li.id, "en", "zh-CN"), (chen.id, None, None)):
+            p = people.get(uid) or Person(id=uid, name="", created_at=NOW)
+            p.language, p.tg_language = lang, tg
+            s.add(p)
+    await run_job(core, "digest")
+    async with core.sessionmaker() as s:
+        rows = {m.chat_id: m.payload["text"] for m in (await s.execute(select(OutboxMessage))).scalars()}
+    assert "daily report (2026-11-24)" in rows[zhao.id]  # from Telegram's language
+    assert "Good morning! Your tasks for 2026-11-24" in rows[li.id]  # chosen with /lang, over Telegram's
+    assert "日报（2026-11-24）" in rows[sun.id]  # nothing known: Chinese
