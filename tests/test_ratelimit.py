@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from bot.db import make_sessionmaker
 from bot.outbox.ratelimit import Bucket, Limits, RateLimiter, SharedBucket
 from bot.runner import prepare_database
@@ -79,7 +81,14 @@ async def test_two_processes_share_the_global_rate(db_url, settings_for):
         await engine.dispose()
 
 
-async def test_a_429_in_one_process_pauses_the_other(db_url, settings_for):
+@pytest.fixture
+def others_booking(monkeypatch):
+    """Each limiter behaves as it does while other processes book slots too (then it waits for
+    its slots; a process alone leaves the spacing to its SendWindow)."""
+    monkeypatch.setattr(SharedBucket, "solo", property(lambda self: False))
+
+
+async def test_a_429_in_one_process_pauses_the_other(db_url, settings_for, others_booking):
     engine = await prepare_database(settings_for(db_url))
     try:
         sm = make_sessionmaker(engine)
@@ -97,7 +106,7 @@ async def test_a_429_in_one_process_pauses_the_other(db_url, settings_for):
         await engine.dispose()
 
 
-async def test_a_reply_does_not_queue_behind_send_slots_a_broadcast_booked_ahead(db_url, settings_for):
+async def test_a_reply_does_not_queue_behind_send_slots_a_broadcast_booked_ahead(db_url, settings_for, others_booking):
     engine = await prepare_database(settings_for(db_url))
     try:
         sm = make_sessionmaker(engine)
