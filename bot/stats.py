@@ -19,11 +19,12 @@ small). Figures for a period [start, end):
 
 Indexes: the period query reads only the cases with an event or a deadline in the period,
 found by the index of each time column (a few thousand rows a day, however many cases were
-ever closed); the state now and the lists of open cases walk the partial indexes over open
-cases (bot/cases/models.py), which SQLite and PostgreSQL use only when the open states are
-written into the statement (`literal_in`). Events in the period on cases reported before
-`start - lookback` and already final are not counted (a case closed this week that was
-reported three months ago); pass a longer `lookback` for an exact historical report.
+ever closed; a period longer than a week reads the cases reported since the cutoff); the state
+now and the lists of open cases walk the partial indexes over open cases (bot/cases/models.py),
+which SQLite and PostgreSQL use only when the open states are written into the statement
+(`literal_in`). Events in the period on cases reported before `start - lookback` and already
+final are not counted (a case closed this week that was reported three months ago); pass a
+longer `lookback` for an exact historical report.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, extract, func, literal_column, or_, select, union_all
+from sqlalchemy import and_, bindparam, case, extract, func, literal_column, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cases.models import Case
@@ -42,6 +43,7 @@ from bot.sql import dialect_name
 
 RESPONSE_HOURS = 24  # 12345 practice: a task must be signed for (签收) within a working day
 LOOKBACK = timedelta(days=45)  # longer than an SLA plus the auto-close time
+SHORT_PERIOD = timedelta(days=7)  # up to this, a period's cases are found by the indexes of their times
 SATISFIED_RATING = 4
 ACTIVE = OPEN + ("resolved",)  # not final: events on these may happen any time
 GRID_LEVEL = 2  # 街道 0 → 社区 1 → 网格 2 → 微网格 3
@@ -151,25 +153,42 @@ def _period_figures(session, start, end, now, response_hours) -> dict:
     return cols
 
 
-# every period figure needs one time of the case in the period: the figures by that time column
-_BY_TIME = (("created_at", ("new",)), ("assigned_at", ("assigned", "responded")), ("accepted_at", ("accepted",)),
-            ("resolved_at", ("resolved",)), ("closed_at", ("closed", "rated", "satisfied")),
-            ("deadline_at", ("due", "due_fixed", "due_fixed_on_time", "overdue")))
+def _by_id(session: AsyncSession, ids):
+    """`cases.id IN (ids)`, a select of ids; on PostgreSQL as one array made once: as a join it
+    may expect far more ids than come (a window's or a union's) and read the whole table."""
+    if dialect_name(session) == "postgresql":
+        return Case.id == func.any(func.array(ids.scalar_subquery()))
+    return Case.id.in_(ids)
 
 
 async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start: datetime, end: datetime,
                     now: datetime, response_hours: float = RESPONSE_HOURS,
                     lookback: timedelta = LOOKBACK) -> dict[str | None, Figures]:
-    """Figures per area (cases without an area under None), in one statement: a grouped count
-    per time column over the cases with that time in the period (its index: a few thousand rows
-    a day, however many cases were ever closed) reported since the cutoff or still active, and
-    the state now over the open cases (ix_cases_open_area)."""
+    """Figures per area (cases without an area under None), in one statement: the period's
+    figures over the cases with one of their times in the period (each time column's index: a
+    few thousand rows a day, however many cases were ever closed), counting those reported since
+    the cutoff or still active; and the state now over the open cases (ix_cases_open_area).
+
+    SQLite reads each such case once, by id (the ids: a union over the time columns' indexes);
+    PostgreSQL counts each time column's figures over its own index's rows (a bitmap scan each,
+    cheaper there than fetching the ids from the table first and the rows again). A period
+    longer than SHORT_PERIOD has a time of most cases reported since the cutoff: those are read
+    (ix_cases_created), and the active cases reported before."""
     cutoff = start - lookback
     per: dict[str | None, Figures] = defaultdict(Figures)
     figures = _period_figures(session, start, end, now, response_hours)
     names = [*figures, "open", "overdue_open"]
-    # counted inside each count, not in WHERE: PostgreSQL would otherwise AND the time index
-    # with a bitmap of every case reported since the cutoff
+    # every period figure needs one of these times in the period: the figures by that time
+    times = {"created_at": ("new",), "assigned_at": ("assigned", "responded"), "accepted_at": ("accepted",),
+             "resolved_at": ("resolved",), "closed_at": ("closed", "rated", "satisfied"),
+             "deadline_at": ("due", "due_fixed", "due_fixed_on_time", "overdue")}
+
+    def in_period(column: str):
+        col = getattr(Case, column)
+        return and_(col >= start, col < (min(end, now) if column == "deadline_at" else end))
+
+    # counted inside each count, not in WHERE: PostgreSQL would otherwise AND the time index's
+    # bitmap with one of every case reported since the cutoff
     counted = and_(Case.created_at < end, or_(Case.created_at >= cutoff, literal_in(Case.status, ACTIVE)))
 
     def part(counts: dict, *where):
@@ -179,9 +198,16 @@ async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start:
             q = q.where(Case.area_id.in_(area_ids))
         return q.group_by(Case.area_id)
 
-    parts = [part({k: _count(and_(figures[k], counted)) for k in keys}, getattr(Case, column) >= start,
-                  getattr(Case, column) < (min(end, now) if column == "deadline_at" else end))
-             for column, keys in _BY_TIME]
+    if end - start > SHORT_PERIOD:
+        every = {k: _count(c) for k, c in figures.items()}
+        parts = [part(every, Case.created_at >= cutoff, Case.created_at < end),
+                 part(every, literal_in(Case.status, ACTIVE), Case.created_at < cutoff)]
+    elif dialect_name(session) == "postgresql":
+        parts = [part({k: _count(and_(figures[k], counted)) for k in keys}, in_period(column))
+                 for column, keys in times.items()]
+    else:
+        touched = union(*[select(Case.id).where(in_period(column)) for column in times])
+        parts = [part({k: _count(and_(c, counted)) for k, c in figures.items()}, Case.id.in_(touched))]
     parts.append(part({"open": func.count(), "overdue_open": _count(Case.deadline_at < now)},
                       literal_in(Case.status, OPEN)))
     for row in (await session.execute(union_all(*parts))).all():
@@ -243,12 +269,7 @@ def _first_open(session: AsyncSession, partition, per: int, *cond):
     over a partial index of open cases (its columns only), and only the rows it keeps are read."""
     rn = func.row_number().over(partition_by=partition, order_by=(Case.deadline_at, Case.id)).label("rn")
     firsts = select(Case.id, rn).where(literal_in(Case.status, OPEN), *cond).subquery()
-    kept = select(firsts.c.id).where(firsts.c.rn <= per)
-    if dialect_name(session) == "postgresql":
-        # the ids as one array, made once: as a join PostgreSQL expects every open case to be
-        # kept (it cannot tell how many rows a window's filter leaves) and reads the whole table
-        return select(*_ITEM_COLUMNS).where(Case.id == func.any(func.array(kept.scalar_subquery())))
-    return select(*_ITEM_COLUMNS).where(Case.id.in_(kept))
+    return select(*_ITEM_COLUMNS).where(_by_id(session, select(firsts.c.id).where(firsts.c.rn <= per)))
 
 
 async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int = 5,
