@@ -19,11 +19,12 @@ small). Figures for a period [start, end):
 
 Indexes: the period query reads only the cases with an event or a deadline in the period,
 found by the index of each time column (a few thousand rows a day, however many cases were
-ever closed); the state now and the lists of open cases walk the partial indexes over open
-cases (bot/cases/models.py), which SQLite and PostgreSQL use only when the open states are
-written into the statement (`literal_in`). Events in the period on cases reported before
-`start - lookback` and already final are not counted (a case closed this week that was
-reported three months ago); pass a longer `lookback` for an exact historical report.
+ever closed; a period longer than a week reads the cases reported since the cutoff); the state
+now and the lists of open cases walk the partial indexes over open cases (bot/cases/models.py),
+which SQLite and PostgreSQL use only when the open states are written into the statement
+(`literal_in`). Events in the period on cases reported before `start - lookback` and already
+final are not counted (a case closed this week that was reported three months ago); pass a
+longer `lookback` for an exact historical report.
 """
 
 from __future__ import annotations
