@@ -17,11 +17,13 @@ small). Figures for a period [start, end):
 
 "closed_unresolved", "duplicate" and "withdrawn" never count as fixed (transitions.FIXED).
 
-Indexes: the period query walks ix_cases_created over the cases reported since
-`start - lookback`; the state query walks the status index over active cases only. Events
-in the period on cases reported before `start - lookback` and already final are not counted
-(a case closed this week that was reported three months ago): that keeps the daily digest
-off a full table scan; pass a longer `lookback` for an exact historical report.
+Indexes: the period query reads only the cases with an event or a deadline in the period,
+found by the index of each time column (a few thousand rows a day, however many cases were
+ever closed); the state now and the lists of open cases walk the partial indexes over open
+cases (bot/cases/models.py), which SQLite and PostgreSQL use only when the open states are
+written into the statement (`literal_in`). Events in the period on cases reported before
+`start - lookback` and already final are not counted (a case closed this week that was
+reported three months ago); pass a longer `lookback` for an exact historical report.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, case, extract, func, select
+from sqlalchemy import and_, bindparam, case, extract, func, literal_column, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cases.models import Case
@@ -111,7 +114,15 @@ def _count(cond):
     return func.count(case((cond, 1)))
 
 
-def _period_columns(session, start, end, now, response_hours, extra=None):
+def literal_in(column, values):
+    """`column IN ('a', 'b')` with the values written into the SQL (not bound): a planner uses a
+    partial index only for a condition it can see implies the index's, and a bound parameter
+    could be anything."""
+    return column.in_(bindparam("states", list(values), expanding=True, literal_execute=True, unique=True))
+
+
+def _period_figures(session, start, end, now, response_hours) -> dict:
+    """Each period figure: the condition a case must meet to count."""
     def within(col):
         return and_(col >= start, col < end)
 
@@ -137,35 +148,65 @@ def _period_columns(session, start, end, now, response_hours, extra=None):
         "rated": and_(within(Case.closed_at), Case.rating.is_not(None)),
         "satisfied": and_(within(Case.closed_at), Case.rating >= SATISFIED_RATING),
     }
-    return [_count(and_(c, extra) if extra is not None else c).label(k) for k, c in cols.items()]
+    return cols
+
+
+def _by_id(session: AsyncSession, ids):
+    """`cases.id IN (ids)`, a select of ids; on PostgreSQL as one array made once: as a join it
+    may expect far more ids than come (a window's or a union's) and read the whole table."""
+    if dialect_name(session) == "postgresql":
+        return Case.id == func.any(func.array(ids.scalar_subquery()))
+    return Case.id.in_(ids)
 
 
 async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start: datetime, end: datetime,
                     now: datetime, response_hours: float = RESPONSE_HOURS,
                     lookback: timedelta = LOOKBACK) -> dict[str | None, Figures]:
-    """Figures per area (cases without an area under None), in two grouped queries."""
+    """Figures per area (cases without an area under None), in one statement: the period's
+    figures over the cases with one of their times in the period (each time column's index: a
+    few thousand rows a day, however many cases were ever closed), counting those reported since
+    the cutoff or still active; and the state now over the open cases (ix_cases_open_area).
+
+    SQLite reads each such case once, by id (the ids: a union over the time columns' indexes);
+    PostgreSQL counts each time column's figures over its own index's rows (a bitmap scan each,
+    cheaper there than fetching the ids from the table first and the rows again)."""
     cutoff = start - lookback
     per: dict[str | None, Figures] = defaultdict(Figures)
+    figures = _period_figures(session, start, end, now, response_hours)
+    names = [*figures, "open", "overdue_open"]
+    # every period figure needs one of these times in the period: the figures by that time
+    times = {"created_at": ("new",), "assigned_at": ("assigned", "responded"), "accepted_at": ("accepted",),
+             "resolved_at": ("resolved",), "closed_at": ("closed", "rated", "satisfied"),
+             "deadline_at": ("due", "due_fixed", "due_fixed_on_time", "overdue")}
 
-    def scoped(q):
-        return q.where(Case.area_id.in_(area_ids)) if area_ids is not None else q
+    def in_period(column: str):
+        col = getattr(Case, column)
+        return and_(col >= start, col < (min(end, now) if column == "deadline_at" else end))
 
-    # 1. the period's events on cases reported since the cutoff (ix_cases_created range)
-    q1 = scoped(select(Case.area_id, *_period_columns(session, start, end, now, response_hours))
-                .where(Case.created_at >= cutoff, Case.created_at < end)).group_by(Case.area_id)
-    # 2. the state now, over active cases only (status index); plus the period's events on
-    #    active cases reported before the cutoff (not counted by 1)
-    older = Case.created_at < cutoff
-    q2 = scoped(select(Case.area_id, _count(Case.status.in_(OPEN)).label("open"),
-                       _count(and_(Case.status.in_(OPEN), Case.deadline_at < now)).label("overdue_open"),
-                       *_period_columns(session, start, end, now, response_hours, extra=older))
-                .where(Case.status.in_(ACTIVE))).group_by(Case.area_id)
-    for q in (q1, q2):
-        for row in (await session.execute(q)).mappings():
-            f = per[row["area_id"]]
-            for k, v in row.items():
-                if k != "area_id":
-                    setattr(f, k, getattr(f, k) + int(v or 0))
+    # counted inside each count, not in WHERE: PostgreSQL would otherwise AND the time index's
+    # bitmap with one of every case reported since the cutoff
+    counted = and_(Case.created_at < end, or_(Case.created_at >= cutoff, literal_in(Case.status, ACTIVE)))
+
+    def part(counts: dict, *where):
+        q = select(Case.area_id, *[counts[k].label(k) if k in counts else literal_column("0").label(k)
+                                   for k in names]).where(*where)
+        if area_ids is not None:
+            q = q.where(Case.area_id.in_(area_ids))
+        return q.group_by(Case.area_id)
+
+    if dialect_name(session) == "postgresql":
+        parts = [part({k: _count(and_(figures[k], counted)) for k in keys}, in_period(column))
+                 for column, keys in times.items()]
+    else:
+        touched = union(*[select(Case.id).where(in_period(column)) for column in times])
+        parts = [part({k: _count(and_(c, counted)) for k, c in figures.items()}, Case.id.in_(touched))]
+    parts.append(part({"open": func.count(), "overdue_open": _count(Case.deadline_at < now)},
+                      literal_in(Case.status, OPEN)))
+    for row in (await session.execute(union_all(*parts))).all():
+        f = per[row[0]]
+        for k, v in zip(names, row[1:]):
+            if v:
+                setattr(f, k, getattr(f, k) + int(v))
     return dict(per)
 
 
@@ -188,9 +229,9 @@ async def figures(*, session: AsyncSession, area_ids: list[str] | None, start: d
 # --- lists -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Item:
-    """A case in a list: what a digest line needs, without loading the whole row."""
+class Item(NamedTuple):
+    """A case in a list: what a digest line needs, without loading the whole row (a tuple: a
+    digest builds ten thousand of these)."""
 
     id: int
     area_id: str | None
@@ -211,8 +252,16 @@ _ITEM_COLUMNS = (Case.id, Case.area_id, Case.assignee_id, Case.category_id, Case
 
 
 def _items(rows) -> list[Item]:
-    return [Item(r.id, r.area_id, r.assignee_id, r.category_id, r.description or "", r.address or "",
-                 r.deadline_at, r.status) for r in rows]
+    return [Item(i, area, who, cat, desc or "", addr or "", deadline, status)
+            for i, area, who, cat, desc, addr, deadline, status in rows]
+
+
+def _first_open(session: AsyncSession, partition, per: int, *cond):
+    """The `per` open cases of each `partition` with the earliest deadlines: the window runs
+    over a partial index of open cases (its columns only), and only the rows it keeps are read."""
+    rn = func.row_number().over(partition_by=partition, order_by=(Case.deadline_at, Case.id)).label("rn")
+    firsts = select(Case.id, rn).where(literal_in(Case.status, OPEN), *cond).subquery()
+    return select(*_ITEM_COLUMNS).where(_by_id(session, select(firsts.c.id).where(firsts.c.rn <= per)))
 
 
 async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int = 5,
@@ -220,13 +269,10 @@ async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int
     """The oldest overdue open cases of each area (at most per_area each), in one query.
 
     The k oldest of a subtree are among the k oldest of its areas, so callers merge these."""
-    rn = func.row_number().over(partition_by=Case.area_id, order_by=(Case.deadline_at, Case.id)).label("rn")
-    inner = select(*_ITEM_COLUMNS, rn).where(Case.status.in_(OPEN), Case.deadline_at < now)
+    cond = [Case.deadline_at < now]
     if area_ids is not None:
-        inner = inner.where(Case.area_id.in_(area_ids))
-    sub = inner.subquery()
-    q = select(*[sub.c[c.key] for c in _ITEM_COLUMNS]).where(sub.c.rn <= per_area).order_by(sub.c.deadline_at,
-                                                                                             sub.c.id)
+        cond.append(Case.area_id.in_(area_ids))
+    q = _first_open(session, Case.area_id, per_area, *cond).order_by(Case.deadline_at, Case.id)
     out: dict[str | None, list[Item]] = defaultdict(list)
     for item in _items((await session.execute(q)).all()):
         out[item.area_id].append(item)
@@ -242,7 +288,7 @@ def oldest(per_area: dict[str | None, list[Item]], area_ids: list[str] | None, l
 async def overdue_cases(*, session: AsyncSession, now: datetime, area_ids: list[str] | None = None,
                         limit: int = 500) -> tuple[list[Item], int]:
     """Open overdue cases, oldest deadline first (the weekly list), and how many there are."""
-    cond = [Case.status.in_(OPEN), Case.deadline_at < now]
+    cond = [literal_in(Case.status, OPEN), Case.deadline_at < now]
     if area_ids is not None:
         cond.append(Case.area_id.in_(area_ids))
     total = (await session.execute(select(func.count()).select_from(Case).where(*cond))).scalar_one()
@@ -263,14 +309,12 @@ async def workloads(*, session: AsyncSession, now: datetime, per_worker: int = 1
     (a grouped count and a window over the open cases), never one per worker."""
     counts = (select(Case.assignee_id, func.count().label("open"),
                      _count(Case.deadline_at < now).label("overdue"))
-              .where(Case.status.in_(OPEN), Case.assignee_id.is_not(None)).group_by(Case.assignee_id))
+              .where(literal_in(Case.status, OPEN), Case.assignee_id.is_not(None)).group_by(Case.assignee_id))
     out: dict[int, Load] = {}
     for r in (await session.execute(counts)).all():
         out[int(r.assignee_id)] = Load(open=int(r.open), overdue=int(r.overdue))
-    rn = func.row_number().over(partition_by=Case.assignee_id, order_by=(Case.deadline_at, Case.id)).label("rn")
-    sub = (select(*_ITEM_COLUMNS, rn).where(Case.status.in_(OPEN), Case.assignee_id.is_not(None))).subquery()
-    q = select(*[sub.c[c.key] for c in _ITEM_COLUMNS]).where(sub.c.rn <= per_worker).order_by(
-        sub.c.assignee_id, sub.c.deadline_at, sub.c.id)
+    q = _first_open(session, Case.assignee_id, per_worker, Case.assignee_id.is_not(None)).order_by(
+        Case.assignee_id, Case.deadline_at, Case.id)
     for item in _items((await session.execute(q)).all()):
         if item.assignee_id in out:
             out[item.assignee_id].tasks.append(item)

@@ -155,11 +155,17 @@ def normalize(text: str) -> str:
     return text
 
 
+# 「吃了吗」 is a greeting, not a question about meals (the elderly-meals entry's wordings say 吃饭).
+_EATEN_RE = re.compile(r"^(?:你|您|你们)?(?:今天)?吃(?:饭|过饭|过|早饭|午饭|晚饭)?了(?:吗|没|没有|么|嘛)?$")
+
+
 def is_chitchat(text: str) -> bool:
     """True when the raw text is only greetings/thanks/acknowledgements (or nothing)."""
     t = unicodedata.normalize("NFKC", to_simplified(text)).lower()
     t = _EMOJI_RE.sub(" ", t)
     t = _PUNCT_RE.sub(" ", t).strip()
+    if _EATEN_RE.match(t.replace(" ", "")):
+        return True
     for variant in (t, _PARTICLE_RE.sub(" ", t).strip()):
         words = variant.split()
         if not words or all(w in CHITCHAT for w in words) or "".join(words) in CHITCHAT:

@@ -34,7 +34,7 @@ from bot.cases.models import Case, CaseEvent
 from bot.cases.transitions import OPEN
 from bot.core_models import JobRun
 from bot.db import make_sessionmaker
-from bot.i18n import Texts
+from bot.i18n import Texts, pick_language
 from bot.notify import Letters, language_of
 from bot.outbox.kinds import MessageKind
 from bot.people.models import Person
@@ -322,15 +322,18 @@ async def _deliver(core, now: datetime, letters: list[tuple[int, str, str, Calla
     """Queue (chat, kind, dedupe key, render) letters in batches, one transaction and one INSERT
     each."""
     counts: Counter = Counter()
+    unknown = language_of(None)
     for i in range(0, len(letters), batch):
         chunk = letters[i:i + batch]
         async with core.sessionmaker() as s, s.begin():
-            people = await preload_people(s, [c for c, *_ in chunk])
+            # each recipient's language (language_of), from two columns rather than whole people
+            q = select(Person.id, Person.language, Person.tg_language).where(Person.id.in_([c for c, *_ in chunk]))
+            langs = {uid: lang or pick_language(tg) for uid, lang, tg in (await s.execute(q)).all()}
             out = Letters(now)
 
             def render_all() -> None:
                 for chat_id, kind, key, render in chunk:
-                    out.add(chat_id=chat_id, kind=kind, text=render(Texts(language_of(people.get(chat_id)))),
+                    out.add(chat_id=chat_id, kind=kind, text=render(Texts(langs.get(chat_id, unknown))),
                             dedupe_key=key)
 
             # rendering a batch of digests is tens of milliseconds of Python: not on the event loop
@@ -436,8 +439,8 @@ async def weekly(core, now: datetime, *, force: bool = False, batch: int = BATCH
         sups = tree.supervised()
         # the longest-overdue WEEKLY_LINES of each area: enough for any subtree's message
         per_area = await stats.overdue_by_area(session=s, now=now, per_area=WEEKLY_LINES)
-        counts_q = (select(Case.area_id, func.count()).where(Case.status.in_(OPEN), Case.deadline_at < now)
-                    .group_by(Case.area_id))
+        counts_q = (select(Case.area_id, func.count())
+                    .where(stats.literal_in(Case.status, OPEN), Case.deadline_at < now).group_by(Case.area_id))
         totals = {a: int(n) for a, n in (await s.execute(counts_q)).all()}
         names = await _names(s, tree, {i.assignee_id for items in per_area.values() for i in items})
 

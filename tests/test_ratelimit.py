@@ -122,3 +122,70 @@ async def test_a_reply_does_not_queue_behind_send_slots_a_broadcast_booked_ahead
         assert max(s - t for t, s in booked) <= 0.15  # no notice booked its slot far ahead
     finally:
         await engine.dispose()
+
+
+async def test_replies_use_the_whole_rate_and_a_broadcast_takes_what_they_leave(db_url, settings_for):
+    """Through the aiogram transport against the fake Bot API: eight replies to each of ten
+    residents (three at once, then 1/s per chat) while a 150-recipient broadcast is due. While
+    the replies can use the whole rate they get it and the broadcast waits; once the residents'
+    own 1/s limits leave room (~10/s of replies), the broadcast takes the rest. No second at
+    "Telegram" holds more than the rate, and the rate is used."""
+    from datetime import datetime, timezone
+
+    from bot.outbox.dispatcher import OutboxDispatcher
+    from bot.outbox.service import enqueue, enqueue_many
+    from bot.transport.aiogram import AiogramTransport
+    from bot.transport.base import Outgoing
+    from tests.conftest import TOKEN
+    from tests.fakebotapi import FakeBotAPI
+
+    rate, residents, each, notices = 40, 10, 8, 150
+    engine = await prepare_database(settings_for(db_url))
+    sm = make_sessionmaker(engine)
+    now = datetime.now(timezone.utc)
+    replies = [10_000 + i for i in range(residents)]
+    audience = [20_000 + i for i in range(notices)]
+    async with sm() as s, s.begin():
+        await enqueue_many(session=s, rows=[dict(
+            kind="broadcast", chat_id=c, payload=Outgoing(chat_id=c, text="明天上午停水").to_json(), status="pending",
+            attempts=0, next_attempt_at=now, created_at=now, broadcast_id=1) for c in audience])
+        for k in range(each):
+            for c in replies:
+                await enqueue(session=s, msg=Outgoing(chat_id=c, text=f"答复 {k}"), kind="reply", now=now)
+    api = await FakeBotAPI(token=TOKEN).start()
+    transport = AiogramTransport(TOKEN, api.base_url)
+    d = OutboxDispatcher(sm, transport, limiter=RateLimiter(Limits(global_rate=rate)), on_progress=None)
+    try:
+        for c in replies + audience:
+            api.add_chat(c)
+        d.start()
+        deadline = time.monotonic() + 30
+        while len(api.sent()) < residents * each + notices and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        await d.stop(drain_seconds=1)
+        await transport.close()
+        await api.stop()
+        await engine.dispose()
+    sent = sorted(api.sent(), key=lambda c: c.time)
+    assert len(sent) == residents * each + notices
+    times = [c.time for c in sent]
+    is_reply = [int(c.params["chat_id"]) < 20_000 for c in sent]
+    reply_at = [i for i, r in enumerate(is_reply) if r]
+    busiest = api.max_per_second()
+    # every request after the first second (the window starts empty) up to the last reply
+    steady = [t for t in times[:reply_at[-1] + 1] if t >= times[0] + 1.0]
+    overall = (len(steady) - 1) / (steady[-1] - steady[0])
+    # the first three replies to each resident could use the whole rate: the broadcast waited
+    burst = reply_at[residents * 3 - 1]
+    early = sum(1 for i in range(burst) if not is_reply[i])
+    # then the residents' own 1/s leave ~3/4 of the rate: the broadcast took it
+    later = sum(1 for i in range(burst, reply_at[-1]) if not is_reply[i])
+    took = times[reply_at[-1]] - times[burst]
+    print(f"\nrate {rate}/s: busiest second {busiest}; {overall:.1f}/s after the first second ({overall / rate:.0%}); "
+          f"{early} notices before the first {residents * 3} replies; then {later / took:.1f} notices/s beside "
+          f"{(len(reply_at) - residents * 3) / took:.1f} replies/s for {took:.1f} s")
+    assert busiest <= rate
+    assert overall >= 0.95 * rate
+    assert early <= residents
+    assert later / took >= 0.5 * rate

@@ -6,6 +6,7 @@ The period is Monday 23 Nov 2026 (local); "now" is Tuesday 08:30. Cases a–e an
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -138,3 +139,125 @@ async def test_the_supervisor_digest_shows_these_figures(core, built):
     assert "满意率 50%" in admin and "浮山湾社区" in admin and "观海社区" in admin
     worker = rows[li.id].payload["text"]
     assert "未办结 4 件，其中已超期 2 件" in worker
+
+
+# --- the figures against their definitions, over many random cases ------------------------------------
+
+STATES = ("new", "accepted", "reopened", "resolved", "closed", "closed_unresolved", "duplicate", "withdrawn")
+
+
+def random_cases(rnd, n: int) -> list[dict]:
+    """Cases around the period: some reported before the lookback, some after the period, times
+    in whole minutes (no ties on a boundary of the response window), any field may be missing."""
+    def at(lo_days: float, hi_days: float):  # mostly near the period
+        lo_days = lo_days if rnd.random() < 0.3 else max(lo_days, -2)
+        return START + timedelta(minutes=rnd.randrange(int(lo_days * 1440), int(hi_days * 1440)))
+
+    def maybe(lo_days: float, hi_days: float):
+        return at(lo_days, hi_days) if rnd.random() < 0.6 else None
+
+    out = []
+    for _ in range(n):
+        created = at(-60, 1.5)
+        out.append(dict(status=rnd.choice(STATES), area_id=rnd.choice(("xianggang-even", "yanerdao-s", None)),
+                        assignee_id=rnd.choice((li.id, chen.id, None)), created_at=created,
+                        assigned_at=rnd.choice((created, maybe(-60, 1.5))), accepted_at=maybe(-60, 1.5),
+                        resolved_at=maybe(-60, 1.5), closed_at=maybe(-60, 1.5), deadline_at=maybe(-60, 4),
+                        rating=rnd.choice((None, 1, 3, 4, 5))))
+    return out
+
+
+def expected(cases: list[dict]) -> dict[str | None, stats.Figures]:
+    """bot/stats.py's definitions, case by case in Python."""
+    cutoff, due_end = START - stats.LOOKBACK, min(END, NOW)
+    per: dict = {}
+
+    def within(x):
+        return x is not None and START <= x < END
+
+    for c in cases:
+        f = per.setdefault(c["area_id"], stats.Figures())
+        if c["status"] in stats.OPEN:
+            f.open += 1
+            f.overdue_open += c["deadline_at"] is not None and c["deadline_at"] < NOW
+        if not (c["created_at"] < END and (c["created_at"] >= cutoff or c["status"] in stats.ACTIVE)):
+            continue
+        fixed = c["status"] in ("resolved", "closed")
+        responded_at = c["accepted_at"] or c["resolved_at"]
+        finished = c["resolved_at"] or c["closed_at"]
+        due = c["deadline_at"] is not None and START <= c["deadline_at"] < due_end
+        assigned = within(c["assigned_at"]) and c["assignee_id"] is not None
+        f.new += within(c["created_at"])
+        f.assigned += assigned
+        f.responded += (assigned and responded_at is not None and responded_at >= c["assigned_at"]
+                        and responded_at - c["assigned_at"] <= timedelta(hours=stats.RESPONSE_HOURS))
+        f.accepted += within(c["accepted_at"])
+        f.resolved += within(c["resolved_at"]) and fixed
+        f.closed += within(c["closed_at"]) and c["status"] == "closed"
+        f.due += due
+        f.due_fixed += due and fixed
+        f.due_fixed_on_time += (due and fixed and c["resolved_at"] is not None
+                                and c["resolved_at"] <= c["deadline_at"])
+        f.overdue += (due and c["status"] not in ("withdrawn", "duplicate")
+                      and (finished is None or finished > c["deadline_at"]))
+        f.rated += within(c["closed_at"]) and c["rating"] is not None
+        f.satisfied += within(c["closed_at"]) and c["rating"] is not None and c["rating"] >= stats.SATISFIED_RATING
+    return {a: f for a, f in per.items() if not f.quiet}
+
+
+async def test_the_figures_follow_their_definitions_over_random_cases(core, clock):
+    import random
+
+    clock.now = NOW
+    rnd = random.Random(14)
+    rows = random_cases(rnd, 600)
+    async with core.sessionmaker() as s, s.begin():
+        s.add_all(case(category_id="streetlight", description="", address="", reporter_id=wang.id, **r)
+                  for r in rows)
+    async with core.sessionmaker() as s:
+        per = await stats.breakdown(session=s, area_ids=None, start=START, end=END, now=NOW)
+        scoped = await stats.breakdown(session=s, area_ids=["yanerdao-s"], start=START, end=END, now=NOW)
+        loads = await stats.workloads(session=s, now=NOW, per_worker=3)
+        overdue = await stats.overdue_by_area(session=s, now=NOW, per_area=4)
+    want = expected(rows)
+    assert {a: f for a, f in per.items() if not f.quiet} == want
+    assert {a: f for a, f in scoped.items() if not f.quiet} == {"yanerdao-s": want["yanerdao-s"]}
+    district = stats.rollup(want)
+    assert all(getattr(district, f.name) > 0 for f in fields(district))  # every figure is tried
+    async with core.sessionmaker() as s:  # the ids, to check the lists' order
+        ids = (await s.execute(select(Case.id, Case.status, Case.assignee_id, Case.area_id, Case.deadline_at)
+                               .order_by(Case.id))).all()
+    open_ = sorted((r for r in ids if r.status in stats.OPEN), key=lambda r: (r.deadline_at is None, r.deadline_at,
+                                                                                 r.id))
+    for uid in (li.id, chen.id):
+        mine = [r for r in open_ if r.assignee_id == uid]
+        # NULL deadlines sort first on SQLite, last on PostgreSQL: compare the dated ones
+        dated = [i.id for i in loads[uid].tasks if i.deadline_at is not None]
+        assert loads[uid].open == len(mine)
+        assert dated == [r.id for r in mine if r.deadline_at is not None][:len(dated)]
+    for area in ("xianggang-even", "yanerdao-s", None):
+        late = [r.id for r in open_ if r.area_id == area and r.deadline_at is not None and r.deadline_at < NOW]
+        assert [i.id for i in overdue[area]] == late[:4]
+
+
+def test_the_partial_indexes_cover_exactly_the_open_states():
+    from bot.cases.models import OPEN_CASES
+
+    assert str(OPEN_CASES) == "status IN (%s)" % ", ".join(f"'{s}'" for s in stats.OPEN)
+
+
+async def test_each_digest_is_in_its_readers_language(core, built):
+    from bot.people.models import Person
+
+    async with core.sessionmaker() as s, s.begin():
+        people = {p.id: p for p in (await s.execute(select(Person))).scalars()}
+        for uid, lang, tg in ((zhao.id, None, "en-US"), (li.id, "en", "zh-CN"), (chen.id, None, None)):
+            p = people.get(uid) or Person(id=uid, name="", created_at=NOW)
+            p.language, p.tg_language = lang, tg
+            s.add(p)
+    await run_job(core, "digest")
+    async with core.sessionmaker() as s:
+        rows = {m.chat_id: m.payload["text"] for m in (await s.execute(select(OutboxMessage))).scalars()}
+    assert "daily report (2026-11-24)" in rows[zhao.id]  # from Telegram's language
+    assert "Good morning! Your tasks for 2026-11-24" in rows[li.id]  # chosen with /lang, over Telegram's
+    assert "日报（2026-11-24）" in rows[sun.id]  # nothing known: Chinese

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.db import Base, UTCDateTime
+
+# the predicate of the partial indexes over open cases (transitions.OPEN; a test keeps the two
+# the same); a query uses them only when it names these states as literals (stats.literal_in)
+OPEN_CASES = text("status IN ('new', 'accepted', 'reopened')")
 
 
 class Case(Base):
@@ -20,6 +24,19 @@ class Case(Base):
         Index("ix_cases_area_status", "area_id", "status"),
         Index("ix_cases_reporter", "reporter_id", "created_at"),
         Index("ix_cases_created", "created_at"),
+        # digests and the weekly list: open cases per worker and per area, by deadline (a small
+        # share of the table: these stay small however many cases were ever closed)
+        # (with the id: the lists' window reads nothing else, and PostgreSQL keeps no row id in an index)
+        Index("ix_cases_open_assignee", "assignee_id", "deadline_at", "id", sqlite_where=OPEN_CASES,
+              postgresql_where=OPEN_CASES),
+        Index("ix_cases_open_area", "area_id", "deadline_at", "id", sqlite_where=OPEN_CASES,
+              postgresql_where=OPEN_CASES),
+        # a period's figures (bot/stats.py): the cases with an event or a deadline in the period
+        Index("ix_cases_assigned", "assigned_at"),
+        Index("ix_cases_accepted", "accepted_at"),
+        Index("ix_cases_resolved", "resolved_at"),
+        Index("ix_cases_closed", "closed_at"),
+        Index("ix_cases_deadline", "deadline_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -221,6 +221,12 @@ class OutboxDispatcher:
         flusher.cancel()
         await asyncio.gather(flusher, return_exceptions=True)
         await self._flush()
+        lim = self.limiter
+        w = lim.window
+        log.info("outbox stopped: %d sent, %d send turns (%.1f s waited for them in all, answers in %.1f ms on "
+                 "average), %d slots given up, %d bookings after another process's, alone: %s", self.sent_count,
+                 w.turns, w.waited, w.answer_time / max(1, w.turns) * 1000, lim.dropped_slots,
+                 lim.shared.others_seen if lim.shared else 0, lim.solo)
 
     async def drain(self) -> None:
         """Deliver until nothing is due now (used by tests, the console and shutdown)."""
@@ -398,27 +404,41 @@ class OutboxDispatcher:
                 msg.method = "send"  # the message to edit was never sent: send it new
             else:
                 msg.chat_id, msg.message_id = ref.chat_id, ref.message_id
+        window = self.limiter.window
         if row.broadcast_id is not None:
-            # the send slot first, then the mark, then the wait for the slot: the request leaves
-            # right at its slot, and only the rows about to go are "sending"
+            # the send slot first, then the turn in the window (after any waiting reply), then
+            # the mark, then the wait for the slot: the request leaves right at its slot, and
+            # only the rows about to go are "sending"
             slot = await self.limiter.acquire(msg.chat_id, strict=True, sleep=False)
             if slot is not None:
                 await self.limiter.until(slot - MARK_LEAD, late_ok=True)
+            turn = await window.turn(urgent=False)
             # from here until its result is written, a crash leaves this row "uncertain"
-            if not await asyncio.shield(self._mark_sending(row.id)):
+            try:
+                marked = await asyncio.shield(self._mark_sending(row.id))
+            except BaseException:
+                window.answered(turn)
+                raise
+            if not marked:
+                window.answered(turn)
                 # our claim lapsed (this process stalled past its lease) and another took the
                 # row: it is theirs to send, not ours
                 return _Result(row.id, row.chat_id, row.broadcast_id, dict(status="lost"), extra={"lost": True})
             await self.limiter.until(slot)
             await self._pace()
-            await self.limiter.unpaused()  # last, right before the request: a 429 may have come meanwhile
         else:
             await self.limiter.acquire(msg.chat_id)
+            turn = await window.turn(urgent=True)
+        await self.limiter.unpaused()  # last, right before the request: a 429 may have come meanwhile
+        window.leaving(turn)
         now = self.clock()
         status, error, message_id, retry_at = "sent", None, None, None
         extra: dict[str, Any] = {}
         try:
-            message_id = await self.messenger.deliver(msg)
+            try:
+                message_id = await self.messenger.deliver(msg)
+            finally:
+                window.answered(turn)  # answered or failed: it has reached Telegram if it ever will
         except NotModified:
             status = "sent"
         except RecipientGone as e:

@@ -6,8 +6,16 @@ bucket is the bot's rate as a whole, so with several processes on one database i
 schedule of send slots in a row of `rate_buckets` (SharedBucket): each process takes the next
 few slots with one UPDATE and sends at those times, so all processes together keep the rate.
 
-Waiting interactive messages go before broadcast ones: a resident waiting for an answer never
-queues behind a 10,000-recipient notice.
+Right before each request a sender takes its turn in this process's SendWindow: at most the
+rate in any second by the requests' actual times, counted from when an answer came back, so a
+sender woken late does not lose the time it missed (the next one may go sooner) and no second at
+Telegram holds more than the rate. While this process is the only one booking slots, the
+schedule is spaced at exactly the rate and the window keeps the second; while others book too,
+the slots are spaced JITTER wider and a slot missed by more than half a gap is given up.
+
+Waiting interactive messages go before broadcast ones (at the schedule and at the window): a
+resident waiting for an answer never queues behind a 10,000-recipient notice, and a broadcast
+takes what the replies leave of the rate.
 """
 
 from __future__ import annotations
@@ -15,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 
 log = logging.getLogger("gridbot.outbox")
 
@@ -71,9 +80,18 @@ def _wall_dt(t: float) -> datetime:
     return datetime.fromtimestamp(t, timezone.utc)
 
 
-# the rate's slots are spread over 1 + JITTER seconds: what a busy machine or network does to
-# the moment a request arrives does not make a second of more than the rate
+# while other processes book slots too, the rate's slots are spread over 1 + JITTER seconds:
+# what a busy machine or network does to the moment a request arrives does not make a second
+# of more than the rate (a process alone keeps the second with its SendWindow instead)
 JITTER = 0.1
+# no other process has booked send slots for this long: this one is alone
+SOLO_AFTER = 3.0
+# a process joining a schedule another may be using alone starts its slots this much later
+BAND = 1.0
+# the window counts a request from its answer, or from this long after it left when the answer
+# is slower (Telegram answers in 0.1-0.3 s, most of it the same way there and back: what has to
+# be allowed for is how much more one request takes to arrive than another)
+ANSWER_GRACE = 0.05
 
 
 class SharedBucket:
@@ -81,49 +99,87 @@ class SharedBucket:
     every process.
 
     The row holds the next free slot (wall-clock seconds). `reserve(n)` takes the next n slots,
-    one gap apart, in one UPDATE … RETURNING (PostgreSQL serialises it on the row lock, SQLite
-    on its single writer), so no two processes ever get the same slot and the slots of all of
-    them together are never closer than the gap: in any second at most the rate (plus the one
-    slot on the window's edge), whatever the number of processes. The gap is JITTER wider than
-    1/rate (about 9% of the rate is given up), so requests that reach Telegram up to 0.1 s
-    late or early still make no second of more than the rate. Time is the wall clock: the row
-    is compared across processes (and test clocks stand still).
+    one gap apart, in one transaction (PostgreSQL serialises it on the row lock, SQLite on its
+    single writer), so no two processes ever get the same slot and the slots of all of them
+    together are never closer than the gap: in any second at most the rate (plus the one slot
+    on the window's edge), whatever the number of processes.
+
+    A second row (`<key>:by`) names the process that booked last, and when. A process that has
+    seen no other booking for SOLO_AFTER seconds is alone: its gap is 1/rate and its
+    SendWindow keeps every second at Telegram within the rate. While others book too, the gap
+    is JITTER wider than 1/rate (about 9% of the rate is given up), so requests that reach
+    Telegram up to 0.1 s late or early still make no second of more than the rate. A process
+    that joins (or comes back after SOLO_AFTER) while another books starts its slots BAND
+    seconds after the schedule's end: the other may have been sending alone up to it, and sees
+    the newcomer at its next booking. Time is the wall clock: the rows are compared across
+    processes (and test clocks stand still).
     """
 
     def __init__(self, sessionmaker, *, rate: float, key: str = "slots", batch: int | None = None,
                  wall=time.time) -> None:
         self.sessionmaker = sessionmaker
         self.rate = float(rate)
-        self.gap = (1.0 + JITTER) / self.rate
+        self.wide_gap = (1.0 + JITTER) / self.rate
         self.key = key
+        self.by_key = f"{key}:by"
+        self.me = float(random.getrandbits(48))  # this process, in the `:by` row
         self.batch = batch or max(1, math.ceil(self.rate * 0.2))  # at most ~0.2 s of slots at once
         self.wall = wall
         self.round_trips = 0
+        self._other_at = -math.inf  # when another process last booked, as far as we saw
+        self._booked_at: float | None = None  # our last booking
+        self.others_seen = 0  # bookings that found another process's booking before them
+        self.bands = 0
+
+    @property
+    def solo(self) -> bool:
+        """No other process has booked slots for SOLO_AFTER seconds."""
+        return self.wall() - self._other_at >= SOLO_AFTER
+
+    @property
+    def gap(self) -> float:
+        return 1.0 / self.rate if self.solo else self.wide_gap
 
     async def reserve(self, want: int = 1) -> list[float]:
         """The next `want` slots (wall-clock times, increasing), never shared with anyone."""
         from bot.outbox.models import RateBucket
-        from bot.sql import dialect_name, insert_ignore
+        from bot.sql import dialect_name, insert_ignore, upsert
 
         want = max(1, min(int(want), self.batch))
         now = self.wall()
         async with self.sessionmaker() as s, s.begin():
             self.round_trips += 1
-            later = func.greatest if dialect_name(s) == "postgresql" else func.max
-            res = await s.execute(
-                update(RateBucket).where(RateBucket.key == self.key)
-                .values(tokens=later(RateBucket.tokens, now) + want * self.gap, updated_at=_wall_dt(now))
-                .returning(RateBucket.tokens))
-            end = res.scalar_one_or_none()
+            pg = dialect_name(s) == "postgresql"
+            later = func.greatest if pg else func.max
+            if pg:  # one booking at a time (SQLite: BEGIN IMMEDIATE has done it)
+                found = (await s.execute(select(RateBucket.tokens).where(RateBucket.key == self.key)
+                                         .with_for_update())).first()
+                if found is None:  # the first reservation ever
+                    await s.execute(insert_ignore(s, RateBucket).values(key=self.key, tokens=now,
+                                                                       updated_at=_wall_dt(now)))
+            by = (await s.execute(select(RateBucket.tokens, RateBucket.updated_at)
+                                  .where(RateBucket.key == self.by_key))).first()
+            band = 0.0
+            if by is not None and by.tokens != self.me:
+                other_at = by.updated_at.timestamp()
+                self.others_seen += 1
+                if now - other_at < SOLO_AFTER and (self._booked_at is None or now - self._booked_at >= SOLO_AFTER):
+                    band = BAND  # it may think itself alone: our slots after its last second
+                    self.bands += 1
+                self._other_at = max(self._other_at, other_at)
+            gap = self.gap
+            stmt = (update(RateBucket).where(RateBucket.key == self.key)
+                    .values(tokens=later(RateBucket.tokens, now) + band + want * gap, updated_at=_wall_dt(now))
+                    .returning(RateBucket.tokens))
+            end = (await s.execute(stmt)).scalar_one_or_none()
             if end is None:  # the first reservation ever
                 await s.execute(insert_ignore(s, RateBucket).values(key=self.key, tokens=now,
                                                                    updated_at=_wall_dt(now)))
-                res = await s.execute(
-                    update(RateBucket).where(RateBucket.key == self.key)
-                    .values(tokens=later(RateBucket.tokens, now) + want * self.gap, updated_at=_wall_dt(now))
-                    .returning(RateBucket.tokens))
-                end = res.scalar_one()
-        return [end - (want - i) * self.gap for i in range(want)]
+                end = (await s.execute(stmt)).scalar_one()
+            await s.execute(upsert(s, RateBucket, ["key"], dict(key=self.by_key, tokens=self.me, updated_at=_wall_dt(now)),
+                                   dict(tokens=self.me, updated_at=_wall_dt(now))))
+        self._booked_at = now
+        return [end - (want - i) * gap for i in range(want)]
 
     async def pause(self, seconds: float) -> None:
         """A 429 stops every process: no slot is handed out before `seconds` from now."""
@@ -136,6 +192,98 @@ class SharedBucket:
             later = func.greatest if dialect_name(s) == "postgresql" else func.max
             await s.execute(upsert(s, RateBucket, ["key"], dict(key=self.key, tokens=until, updated_at=_wall_dt(now)),
                                    dict(tokens=later(RateBucket.tokens, until), updated_at=_wall_dt(now))))
+            # signed like a booking: the others stop sending alone and wait for their slots
+            await s.execute(upsert(s, RateBucket, ["key"], dict(key=self.by_key, tokens=self.me, updated_at=_wall_dt(now)),
+                                   dict(tokens=self.me, updated_at=_wall_dt(now))))
+
+
+class SendWindow:
+    """This process's requests to Telegram: at most `count` in any `span` seconds (the rate in
+    any second), by their actual times, and interactive ones first.
+
+    A request may leave `span` seconds after the `count`-th one before it was answered: that
+    one reached Telegram before its answer came back, and this one reaches it after it leaves,
+    so the two are a second apart at Telegram whatever the network or the event loop did in
+    between. When an answer takes longer than ANSWER_GRACE (Telegram's own take 0.1-0.3 s), the
+    request is counted from ANSWER_GRACE after it left instead: arriving up to that much later
+    than the one a second after it still makes no second of more than the rate. A sender woken
+    late loses nothing: the window looks at when requests left, not at a schedule, so the next
+    one may follow sooner. Requests are never closer than half a gap (catching up at twice the
+    rate at most), and whenever a turn comes free it goes to the first interactive sender
+    waiting, else to the first broadcast one.
+    """
+
+    def __init__(self, rate: float, clock=time.monotonic) -> None:
+        self.count = max(1, int(rate))
+        self.span = self.count / rate
+        self.spacing = 0.5 / rate
+        self.clock = clock
+        self._recent: deque[list] = deque()  # [left, answered or None] of the last `count` requests
+        self._last = -math.inf
+        self._queues: tuple[deque, deque] = (deque(), deque())  # waiting: interactive, broadcast
+        self._timer: asyncio.TimerHandle | None = None
+        self.turns = 0
+        self.waited = 0.0  # seconds senders spent waiting for a turn, all together
+        self.answer_time = 0.0  # seconds from leaving to the answer, all requests together
+
+    def next_at(self) -> float:
+        """The earliest time (clock) the next request may leave."""
+        t = self._last + self.spacing
+        if len(self._recent) >= self.count:
+            left, answered = self._recent[0]
+            seen = left + ANSWER_GRACE if answered is None else min(answered, left + ANSWER_GRACE)
+            t = max(t, seen + self.span)
+        return t
+
+    def _give(self, now: float) -> list:
+        entry = [now, None]
+        self._recent.append(entry)
+        while len(self._recent) > self.count:
+            self._recent.popleft()
+        self._last = now
+        self.turns += 1
+        return entry
+
+    async def turn(self, urgent: bool = True) -> list:
+        """Wait for this request's turn; pass what it returns to answered() when the answer (or
+        an error) comes back."""
+        now = self.clock()
+        if not (self._queues[0] or self._queues[1]) and now >= self.next_at():
+            return self._give(now)
+        fut = asyncio.get_running_loop().create_future()
+        self._queues[0 if urgent else 1].append(fut)
+        self._pump()
+        try:
+            return await fut
+        finally:
+            self.waited += self.clock() - now
+
+    def leaving(self, entry: list) -> None:
+        """The request leaves now (steps after its turn, such as a database write, took time)."""
+        entry[0] = max(entry[0], self.clock())
+
+    def answered(self, entry: list) -> None:
+        entry[1] = self.clock()
+        self.answer_time += entry[1] - entry[0]
+        self._pump()  # the window may have opened earlier than the waiters were told
+
+    def _pump(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while True:
+            queue = next((q for q in self._queues if q), None)
+            if queue is None:
+                return
+            if queue[0].done():  # its sender was cancelled
+                queue.popleft()
+                continue
+            now = self.clock()
+            at = self.next_at()
+            if now < at:
+                self._timer = asyncio.get_running_loop().call_later(at - now, self._pump)
+                return
+            queue.popleft().set_result(self._give(now))
 
 
 class RateLimiter:
@@ -156,6 +304,12 @@ class RateLimiter:
         self._shared_down = False
         self._lock = asyncio.Lock()
         self.sent = 0
+        self.window = SendWindow(self.limits.global_rate, clock)
+
+    @property
+    def solo(self) -> bool:
+        """This process is the only one sending for the bot (or it has no shared schedule)."""
+        return self.shared is None or self.shared.solo
 
     def share(self, sessionmaker, **kw) -> SharedBucket:
         """Take the global rate from the database row from now on (see SharedBucket)."""
@@ -218,7 +372,9 @@ class RateLimiter:
         used late it would crowd the next one."""
         shared = self.shared
         wall = shared.wall()
-        while self._slots and self._slots[0] < wall - shared.gap / 2:
+        # alone, a late slot is used (the window keeps the second); among others it would crowd
+        # the next process's slot
+        while self._slots and not shared.solo and self._slots[0] < wall - shared.gap / 2:
             self._slots.popleft()
             self.dropped_slots += 1
         if self._slots:
@@ -296,9 +452,10 @@ class RateLimiter:
     async def until(self, slot: float | None, *, late_ok: bool = False) -> None:
         """Wait for a send slot that acquire(sleep=False) returned. A slot missed by more than
         half a gap (the caller was held up) is exchanged for the next free one: used late, it
-        would crowd the slot after it."""
-        if slot is None or self.shared is None:
-            return
+        would crowd the slot after it. A process alone does not wait for its slots (nor give
+        them up): its SendWindow spaces the requests."""
+        if slot is None or self.shared is None or self.shared.solo:
+            return  # alone, the slot's time is not waited for: the SendWindow keeps the second
         if not late_ok and self.shared.wall() - slot > self.shared.gap / 2:
             self.dropped_slots += 1
             async with self._lock:
