@@ -172,6 +172,9 @@ class OutboxDispatcher:
             while True:
                 if self._stopping():
                     break
+                # cleared before the claim, not after it: a kick while this pass runs (a handler
+                # committed a reply after the claim had read) wakes the next wait at once
+                self._wake.clear()
                 try:
                     room = self.window - self._bc_held
                     # shielded, like every database step here: a cancelled task must not leave a
@@ -204,7 +207,6 @@ class OutboxDispatcher:
                 except Exception as e:
                     await self._trouble(e, "housekeeping")
                 if not rows:
-                    self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), 0.5)
                     except asyncio.TimeoutError:
