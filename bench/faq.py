@@ -185,7 +185,8 @@ def _decide(X, y, groups, probs, fast_q, lmin, amin, marg, agree, smin=0.0):
     return ok, wrong, oans, rf
 
 
-def fit_decision(X, y, groups, folds: int = 5, share: float = 0.6, seed: int = 11) -> dict:
+def fit_decision(X, y, groups, folds: int = 5, share: float = 0.6, seed: int = 11,
+                 agree_options: tuple[bool, ...] = (True,)) -> dict:
     """Fit the fused decision on rows from ``collect_rows``:
 
     1. a logistic model over each candidate's row, label = "this is the entry"; out-of-fold probabilities
@@ -228,7 +229,7 @@ def fit_decision(X, y, groups, folds: int = 5, share: float = 0.6, seed: int = 1
     n_in = sum(1 for e, _ in groups if e is not None)
     n_oos = len(groups) - n_in
     best = None
-    for agree, lmin, amin, marg in itertools.product((True, False), range(0, 61, 6),
+    for agree, lmin, amin, marg in itertools.product(agree_options, range(0, 61, 6),
                                                      [*range(20, 96, 3), 97, 98, 99], range(0, 91, 5)):
         ok, wrong, oans, _ = _decide(X, y, groups, oof, fast_q, lmin, amin, marg, agree)
         if wrong / n_in <= 0.01 * share and oans / n_oos <= 0.02 * share:

@@ -5,6 +5,7 @@
     python bench/sweep.py --pg postgresql+asyncpg://user@host/db   # PostgreSQL too (DB is wiped!)
     GRIDBOT_BENCH_PG_URL=... python bench/sweep.py
     python bench/sweep.py --keep /tmp/sweep1m.db --runs 3   # fill once, then 3 runs on copies
+    python bench/sweep.py --keep /tmp/sweep1m.db --runs 3 --pg URL --pg-keep   # PostgreSQL filled once too
 
 With --runs N the due-batch sweep and the digest are timed N times, each on a fresh copy of
 the filled database (SQLite) or after putting the due batch back (PostgreSQL), and the median
@@ -174,12 +175,36 @@ async def timed(label: str, coro):
     return dt, result
 
 
+async def pg_is_filled(url: str, n: int) -> bool:
+    """The PostgreSQL database holds a filled bench (at the current schema) of n cases."""
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text("SELECT count(*) FROM cases"))).scalar() == n
+    except Exception:  # no table yet
+        return False
+    finally:
+        await engine.dispose()
+
+
+async def put_back(url: str, due_batch: int) -> None:
+    """Undo a run on a kept PostgreSQL database: the due batch (the first rows filled) is due
+    again and never chased, and the messages and history rows the run wrote are gone."""
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE cases SET chase_level = 0, was_overdue = false, next_check_at = deadline_at"
+                                " WHERE id <= :n"), {"n": due_batch})
+        for sql in ("DELETE FROM outbox", "DELETE FROM case_history", "DELETE FROM job_runs WHERE job = 'digest'"):
+            await conn.execute(text(sql))
+    await engine.dispose()
+
+
 async def bench(url: str, n: int, due_batch: int, plans: bool, filled: bool = False, fill_only: bool = False) -> dict:
     engine = make_engine(url)
     if filled:
         settings = load_settings(database_url=url, admin_ids="9100", bot_token="")
         core = Core(settings, engine=engine, clock=lambda: NOW)
-        print(f"\n=== {engine.dialect.name}: a copy of the filled database ===")
+        print(f"\n=== {engine.dialect.name}: the filled database ===")
         return await measure(core, engine, plans)
     if engine.dialect.name == "postgresql":  # a clean schema
         import_all_models()
@@ -296,6 +321,8 @@ def main() -> None:
     ap.add_argument("--no-plans", action="store_true")
     ap.add_argument("--keep", default="", help="SQLite file to fill once and keep (reused if it exists)")
     ap.add_argument("--runs", type=int, default=1, help="timed runs, each on a fresh copy (median printed)")
+    ap.add_argument("--pg-keep", action="store_true",
+                    help="fill the PostgreSQL database once and reuse it (--runs times, the due batch put back)")
     a = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -320,7 +347,17 @@ def main() -> None:
             results.append(asyncio.run(bench(f"sqlite+aiosqlite:///{path}", a.cases, a.due, not a.no_plans)))
     if results:
         summary("sqlite", results)
-    if a.pg:
+    if a.pg and a.pg_keep:
+        if not asyncio.run(pg_is_filled(a.pg, a.cases)):
+            asyncio.run(bench(a.pg, a.cases, a.due, False, fill_only=True))
+        asyncio.run(migrate(a.pg))
+        pg = []
+        for i in range(a.runs):
+            asyncio.run(put_back(a.pg, a.due))
+            pg.append(asyncio.run(bench(a.pg, a.cases, a.due, i == 0 and not a.no_plans, filled=True)))
+        if pg:
+            summary("postgresql", pg)
+    elif a.pg:
         summary("postgresql", [asyncio.run(bench(a.pg, a.cases, a.due, not a.no_plans))])
 
 

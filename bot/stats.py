@@ -19,11 +19,12 @@ small). Figures for a period [start, end):
 
 Indexes: the period query reads only the cases with an event or a deadline in the period,
 found by the index of each time column (a few thousand rows a day, however many cases were
-ever closed); the state now and the lists of open cases walk the partial indexes over open
-cases (bot/cases/models.py), which SQLite and PostgreSQL use only when the open states are
-written into the statement (`literal_in`). Events in the period on cases reported before
-`start - lookback` and already final are not counted (a case closed this week that was
-reported three months ago); pass a longer `lookback` for an exact historical report.
+ever closed; a period longer than a week reads the cases reported since the cutoff); the state
+now and the lists of open cases walk the partial indexes over open cases (bot/cases/models.py),
+which SQLite and PostgreSQL use only when the open states are written into the statement
+(`literal_in`). Events in the period on cases reported before `start - lookback` and already
+final are not counted (a case closed this week that was reported three months ago); pass a
+longer `lookback` for an exact historical report.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from bot.sql import dialect_name
 
 RESPONSE_HOURS = 24  # 12345 practice: a task must be signed for (签收) within a working day
 LOOKBACK = timedelta(days=45)  # longer than an SLA plus the auto-close time
+SHORT_PERIOD = timedelta(days=7)  # up to this, a period's cases are found by the indexes of their times
 SATISFIED_RATING = 4
 ACTIVE = OPEN + ("resolved",)  # not final: events on these may happen any time
 GRID_LEVEL = 2  # 街道 0 → 社区 1 → 网格 2 → 微网格 3
@@ -169,7 +171,9 @@ async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start:
 
     SQLite reads each such case once, by id (the ids: a union over the time columns' indexes);
     PostgreSQL counts each time column's figures over its own index's rows (a bitmap scan each,
-    cheaper there than fetching the ids from the table first and the rows again)."""
+    cheaper there than fetching the ids from the table first and the rows again). A period
+    longer than SHORT_PERIOD has a time of most cases reported since the cutoff: those are read
+    (ix_cases_created), and the active cases reported before."""
     cutoff = start - lookback
     per: dict[str | None, Figures] = defaultdict(Figures)
     figures = _period_figures(session, start, end, now, response_hours)
@@ -194,7 +198,11 @@ async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start:
             q = q.where(Case.area_id.in_(area_ids))
         return q.group_by(Case.area_id)
 
-    if dialect_name(session) == "postgresql":
+    if end - start > SHORT_PERIOD:
+        every = {k: _count(c) for k, c in figures.items()}
+        parts = [part(every, Case.created_at >= cutoff, Case.created_at < end),
+                 part(every, literal_in(Case.status, ACTIVE), Case.created_at < cutoff)]
+    elif dialect_name(session) == "postgresql":
         parts = [part({k: _count(and_(figures[k], counted)) for k in keys}, in_period(column))
                  for column, keys in times.items()]
     else:

@@ -51,8 +51,9 @@ Decision = Literal["answer", "suggest", "unknown"]
 # alternates, so each split's rows are scored by the knowledge base that learned the *other* two splits;
 # swept on out-of-fold probabilities (5-fold cross-validation) against the fixed objective — confidently
 # wrong ≤ 1 %, not-to-answer answered ≤ 2 %, then as many confident answers as possible — using 60 % of
-# each allowance. Out of fold at these values: 95.2 % right first, 74.8 % answered right, 0.5 % wrong,
-# 0.0 % not-to-answer answered.
+# each allowance, the rankers required to agree (as the issue asks; leaving one split out, letting them
+# disagree was no better: 75.4 against 75.7 % confident). Out of fold at these values: 95.0 % right
+# first, 74.6 % answered right, 0.4 % wrong, 0.4 % not-to-answer answered.
 ANSWER_MIN = 59.0        # calibrated score needed to answer outright
 ANSWER_MARGIN = 40.0     # … and its lead over the runner-up's calibrated score
 SUGGEST_MIN = 5.0        # below this an entry is not offered as "did you mean"
@@ -71,16 +72,16 @@ SEM_TOP = 5              # best entries by cosine added to the lexical candidate
 # model fitted on the DEV splits only (``python bench/faq.py --calibrate``); its output is the
 # probability that this entry is the one the resident asked about, and ``score``/candidate scores are
 # that probability × 100 everywhere (the bot, ``gridbot faq match``, the bench).
-CALIB_W = (8.740, 7.363, 6.896, 12.517, 1.271, 0.180, -10.599, 1.959, -1.050)   # L, cos, L lead, cos lead, meaningful, agree, L×cos, ask L, ask L lead
-CALIB_B = -7.089
+CALIB_W = (7.836, 7.285, 7.249, 12.126, 1.397, 0.207, -9.658, 1.661, -2.710)   # L, cos, L lead, cos lead, meaningful, agree, L×cos, ask L, ask L lead
+CALIB_B = -7.023
 # The lexical fast path: a second logistic model over the lexical-only part of the row (L, L lead,
 # meaningful, asking-clause L, its lead), fitted the same way; at or above FAST_MIN the answer is
 # given without running the encoder: the lowest threshold at which, out of fold, it makes at most one
-# mistake per 1,000 dev questions (mistakes count in the sweep's objective); a third of the dev questions
-# take it out of fold.
-FAST_W = (3.683, 11.068, 1.819, 1.602, 2.197)
+# mistake per 1,000 dev questions (mistakes count in the sweep's objective); about one dev question in four
+# takes it out of fold.
+FAST_W = (3.706, 11.737, 1.797, 0.924, -2.378)
 FAST_B = -4.317
-FAST_MIN = 99.0
+FAST_MIN = 99.5
 FAST_COLS = (0, 2, 4, 7, 8)   # the columns of a full row the fast model reads
 LEXICAL_MIN = 48.0       # the lexical score (0–100) must reach this to answer
 REQUIRE_AGREE = True     # answer only when the lexical and the semantic ranker put the same entry first
@@ -311,8 +312,7 @@ class Matcher:
 
     def lexical(self, norm: str, partial: bool = True) -> list[tuple[float, int, float]]:
         """Fast path: ``[(score 0–100, entry, meaningful mass)]`` for the best few entries, best first.
-        ``partial=False`` skips rapidfuzz's partial_ratio (costly on a long message, whose asking
-        clause is scored with it separately)."""
+        ``partial=False`` skips rapidfuzz's partial_ratio."""
         qf = features(norm)
         if not qf.meaningful:
             return []
@@ -400,27 +400,20 @@ class Matcher:
             return None
         query = query[:1000]
         fo = focus(query)
-        whole = query if fo is None else fo[0]
-        norm = self._homophones.fix(normalize(whole))
+        # a long message is matched by its asking clauses (with the one or two before them) only: a topic
+        # mentioned in passing earlier does not outweigh the question (and one lexical pass costs half of
+        # two — matching the whole message as well was no more accurate, leaving one split out)
+        norm = self._homophones.fix(normalize(query if fo is None else fo[1]))
+        if not norm and fo is not None:
+            norm = self._homophones.fix(normalize(fo[0]))
         if not norm:
             return None
-        lex = self.lexical(norm, partial=fo is None)
+        lex = self.lexical(norm)
         lscore = {i: sc for sc, i, _ in lex}
         mmass = {i: mm for _, i, mm in lex}
         lex_top = lex[0][1] if lex else None
-        fscore: dict[int, float] = {}  # a short message has no separate asking clause
-        ask = norm
-        if fo is not None:
-            # a long message: the clause that asks (with the one or two before it) is matched too, so
-            # a topic mentioned in passing does not outweigh the question
-            ask = self._homophones.fix(normalize(fo[1])) or norm
-            flex = self.lexical(ask)
-            fscore = {i: sc for sc, i, _ in flex}
-            for sc, i, mm in flex:
-                if i not in lscore:
-                    lscore[i] = 0.0
-                    mmass[i] = mm
-        return norm, ask, fo is not None, lscore, fscore, mmass, lex_top
+        fscore = dict(lscore) if fo is not None else {}  # the asking-clause columns: 0 for a short message
+        return norm, norm, fo is not None, lscore, fscore, mmass, lex_top
 
     def fast_answer(self, stage) -> tuple[float, int, list[float]] | None:
         """The lexical fast path: ``(probability, entry, lexical row)`` of the best lexical candidate
@@ -446,8 +439,8 @@ class Matcher:
         """Fused candidates: ``([(entry, feature row)], lexical top, semantic top)``.
 
         A row is ``[lexical/100, cosine, lexical lead, cosine lead, meaningful mass/5, rankers agree,
-        lexical × cosine, lexical/100 of the asking clause, its lead]`` (for a short message the
-        asking clause is the whole message);
+        lexical × cosine, long-message lexical/100, its lead]`` (the last two repeat the lexical columns for
+        a long message, matched by its asking clauses, and are 0 for a short one);
         leads are over the best *other* candidate. Empty for chit-chat or an empty query."""
         if stage is None:
             stage = self._lexical_stage(query)

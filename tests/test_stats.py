@@ -158,7 +158,7 @@ def random_cases(rnd, n: int) -> list[dict]:
 
     out = []
     for _ in range(n):
-        created = at(-60, 1.5)
+        created = at(-90, 1.5)
         out.append(dict(status=rnd.choice(STATES), area_id=rnd.choice(("xianggang-even", "yanerdao-s", None)),
                         assignee_id=rnd.choice((li.id, chen.id, None)), created_at=created,
                         assigned_at=rnd.choice((created, maybe(-60, 1.5))), accepted_at=maybe(-60, 1.5),
@@ -167,25 +167,25 @@ def random_cases(rnd, n: int) -> list[dict]:
     return out
 
 
-def expected(cases: list[dict]) -> dict[str | None, stats.Figures]:
+def expected(cases: list[dict], start=START, end=END) -> dict[str | None, stats.Figures]:
     """bot/stats.py's definitions, case by case in Python."""
-    cutoff, due_end = START - stats.LOOKBACK, min(END, NOW)
+    cutoff, due_end = start - stats.LOOKBACK, min(end, NOW)
     per: dict = {}
 
     def within(x):
-        return x is not None and START <= x < END
+        return x is not None and start <= x < end
 
     for c in cases:
         f = per.setdefault(c["area_id"], stats.Figures())
         if c["status"] in stats.OPEN:
             f.open += 1
             f.overdue_open += c["deadline_at"] is not None and c["deadline_at"] < NOW
-        if not (c["created_at"] < END and (c["created_at"] >= cutoff or c["status"] in stats.ACTIVE)):
+        if not (c["created_at"] < end and (c["created_at"] >= cutoff or c["status"] in stats.ACTIVE)):
             continue
         fixed = c["status"] in ("resolved", "closed")
         responded_at = c["accepted_at"] or c["resolved_at"]
         finished = c["resolved_at"] or c["closed_at"]
-        due = c["deadline_at"] is not None and START <= c["deadline_at"] < due_end
+        due = c["deadline_at"] is not None and start <= c["deadline_at"] < due_end
         assigned = within(c["assigned_at"]) and c["assignee_id"] is not None
         f.new += within(c["created_at"])
         f.assigned += assigned
@@ -217,11 +217,14 @@ async def test_the_figures_follow_their_definitions_over_random_cases(core, cloc
     async with core.sessionmaker() as s:
         per = await stats.breakdown(session=s, area_ids=None, start=START, end=END, now=NOW)
         scoped = await stats.breakdown(session=s, area_ids=["yanerdao-s"], start=START, end=END, now=NOW)
+        # a long period reads the cases by when they were reported (SHORT_PERIOD)
+        long = await stats.breakdown(session=s, area_ids=None, start=START - timedelta(days=20), end=END, now=NOW)
         loads = await stats.workloads(session=s, now=NOW, per_worker=3)
         overdue = await stats.overdue_by_area(session=s, now=NOW, per_area=4)
     want = expected(rows)
     assert {a: f for a, f in per.items() if not f.quiet} == want
     assert {a: f for a, f in scoped.items() if not f.quiet} == {"yanerdao-s": want["yanerdao-s"]}
+    assert {a: f for a, f in long.items() if not f.quiet} == expected(rows, START - timedelta(days=20), END)
     district = stats.rollup(want)
     assert all(getattr(district, f.name) > 0 for f in fields(district))  # every figure is tried
     async with core.sessionmaker() as s:  # the ids, to check the lists' order

@@ -25,8 +25,8 @@ class Case(Base):
         Index("ix_cases_reporter", "reporter_id", "created_at"),
         Index("ix_cases_created", "created_at"),
         # digests and the weekly list: open cases per worker and per area, by deadline (a small
-        # share of the table: these stay small however many cases were ever closed)
-        # (with the id: the lists' window reads nothing else, and PostgreSQL keeps no row id in an index)
+        # share of the table: these stay small however many cases were ever closed); with the id,
+        # so a window over them reads nothing else (PostgreSQL keeps no row id in an index)
         Index("ix_cases_open_assignee", "assignee_id", "deadline_at", "id", sqlite_where=OPEN_CASES,
               postgresql_where=OPEN_CASES),
         Index("ix_cases_open_area", "area_id", "deadline_at", "id", sqlite_where=OPEN_CASES,

@@ -172,8 +172,8 @@ class OutboxDispatcher:
             while True:
                 if self._stopping():
                     break
-                # cleared before the claim, not after it: a kick while this pass runs (a handler
-                # committed a reply after the claim had read) wakes the next wait at once
+                # cleared before the claim, not after: a wake-up while it runs (rows committed,
+                # room for broadcast rows) is not lost to a half-second wait
                 self._wake.clear()
                 try:
                     room = self.window - self._bc_held

@@ -88,10 +88,18 @@ JITTER = 0.1
 SOLO_AFTER = 3.0
 # a process joining a schedule another may be using alone starts its slots this much later
 BAND = 1.0
-# the window counts a request from its answer, or from this long after it left when the answer
-# is slower (Telegram answers in 0.1-0.3 s, most of it the same way there and back: what has to
-# be allowed for is how much more one request takes to arrive than another)
-ANSWER_GRACE = 0.05
+# alone, senders wait this long for a booking of slots, then go on without it
+SOLO_BOOKING_WAIT = 0.02
+# seconds of the rate a sender may make up after a late wake-up (in a short burst)
+CREDIT = 0.1
+# The window counts a request from its answer (it had arrived by then), but from at most this
+# long after it left: where answers are quick (under SLOW_ANSWER on average) a slower one is a
+# stall on the way, and it is waited for up to HOLD; where every answer is slow (Telegram answers
+# in 0.1-0.3 s, most of it the same way there and back) what has to be allowed for is how much
+# longer one request takes to arrive than another, GRACE.
+HOLD = 0.25
+GRACE = 0.05
+SLOW_ANSWER = 0.05
 
 
 class SharedBucket:
@@ -204,13 +212,14 @@ class SendWindow:
     A request may leave `span` seconds after the `count`-th one before it was answered: that
     one reached Telegram before its answer came back, and this one reaches it after it leaves,
     so the two are a second apart at Telegram whatever the network or the event loop did in
-    between. When an answer takes longer than ANSWER_GRACE (Telegram's own take 0.1-0.3 s), the
-    request is counted from ANSWER_GRACE after it left instead: arriving up to that much later
-    than the one a second after it still makes no second of more than the rate. A sender woken
+    between. An answer is waited for only so long (HOLD where answers are quick, GRACE where all
+    are slow, as Telegram's 0.1-0.3 s are): a request is then counted from that long after it
+    left, which holds as long as it arrived within that much of leaving. A sender woken
     late loses nothing: the window looks at when requests left, not at a schedule, so the next
-    one may follow sooner. Requests are never closer than half a gap (catching up at twice the
-    rate at most), and whenever a turn comes free it goes to the first interactive sender
-    waiting, else to the first broadcast one.
+    one may follow sooner. Within the second requests are paced at the rate by a token bucket
+    that saves up to CREDIT seconds of it (what a late wake-up lost is made up, a burst after a
+    pause stays small), never closer than half a gap; whenever a turn comes free it goes to the
+    first interactive sender waiting, else to the first broadcast one.
     """
 
     def __init__(self, rate: float, clock=time.monotonic) -> None:
@@ -218,6 +227,9 @@ class SendWindow:
         self.span = self.count / rate
         self.spacing = 0.5 / rate
         self.clock = clock
+        # the pace within the second: the rate, with up to CREDIT seconds of it saved up (time
+        # lost to a late wake-up is made up, a second's worth is never sent in one go)
+        self.pace = Bucket(1.0 + CREDIT * rate, rate, 1.0, clock())
         self._recent: deque[list] = deque()  # [left, answered or None] of the last `count` requests
         self._last = -math.inf
         self._queues: tuple[deque, deque] = (deque(), deque())  # waiting: interactive, broadcast
@@ -225,13 +237,16 @@ class SendWindow:
         self.turns = 0
         self.waited = 0.0  # seconds senders spent waiting for a turn, all together
         self.answer_time = 0.0  # seconds from leaving to the answer, all requests together
+        self.typical_answer = 0.0  # moving average of the same
 
-    def next_at(self) -> float:
-        """The earliest time (clock) the next request may leave."""
-        t = self._last + self.spacing
+    def next_at(self, now: float) -> float:
+        """The earliest time (clock) the next request may leave, looking from now."""
+        t = max(self._last + self.spacing, now + self.pace.wait_time(now))
         if len(self._recent) >= self.count:
             left, answered = self._recent[0]
-            seen = left + ANSWER_GRACE if answered is None else min(answered, left + ANSWER_GRACE)
+            seen = left + (GRACE if self.typical_answer > SLOW_ANSWER else HOLD)
+            if answered is not None:
+                seen = min(seen, answered)
             t = max(t, seen + self.span)
         return t
 
@@ -241,6 +256,7 @@ class SendWindow:
         while len(self._recent) > self.count:
             self._recent.popleft()
         self._last = now
+        self.pace.take(now)
         self.turns += 1
         return entry
 
@@ -248,7 +264,7 @@ class SendWindow:
         """Wait for this request's turn; pass what it returns to answered() when the answer (or
         an error) comes back."""
         now = self.clock()
-        if not (self._queues[0] or self._queues[1]) and now >= self.next_at():
+        if not (self._queues[0] or self._queues[1]) and now >= self.next_at(now):
             return self._give(now)
         fut = asyncio.get_running_loop().create_future()
         self._queues[0 if urgent else 1].append(fut)
@@ -264,7 +280,9 @@ class SendWindow:
 
     def answered(self, entry: list) -> None:
         entry[1] = self.clock()
-        self.answer_time += entry[1] - entry[0]
+        took = entry[1] - entry[0]
+        self.answer_time += took
+        self.typical_answer += (took - self.typical_answer) * 0.05
         self._pump()  # the window may have opened earlier than the waiters were told
 
     def _pump(self) -> None:
@@ -279,7 +297,7 @@ class SendWindow:
                 queue.popleft()
                 continue
             now = self.clock()
-            at = self.next_at()
+            at = self.next_at(now)
             if now < at:
                 self._timer = asyncio.get_running_loop().call_later(at - now, self._pump)
                 return
@@ -302,6 +320,7 @@ class RateLimiter:
         self.dropped_slots = 0
         self._urgent = 0  # interactive messages waiting
         self._shared_down = False
+        self._booking: asyncio.Task | None = None  # a booking of slots made in the background (alone)
         self._lock = asyncio.Lock()
         self.sent = 0
         self.window = SendWindow(self.limits.global_rate, clock)
@@ -379,6 +398,15 @@ class RateLimiter:
             self.dropped_slots += 1
         if self._slots:
             return self._slots.popleft()
+        if shared.solo:
+            # alone, a whole batch (its slots are not waited for, and are used whenever they are
+            # late); the booking keeps the schedule and the `:by` row current, so that a process
+            # joining sees this one, and a slow database does not hold the senders: after
+            # SOLO_BOOKING_WAIT they go on without it, the window spacing them
+            if self._booking is None or self._booking.done():
+                self._booking = asyncio.create_task(self._book(shared.batch))
+            await asyncio.wait({self._booking}, timeout=SOLO_BOOKING_WAIT)
+            return self._slots.popleft() if self._slots else wall
         try:
             # as many as there are senders waiting (a slot nobody uses is capacity lost)
             got = await shared.reserve(max(1, self._waiting))
@@ -390,6 +418,15 @@ class RateLimiter:
         self._shared_ok()
         self._slots.extend(got)
         return self._slots.popleft()
+
+    async def _book(self, n: int) -> None:
+        try:
+            got = await self.shared.reserve(n)
+        except Exception as e:
+            self._shared_failed(e)
+            return
+        self._shared_ok()
+        self._slots.extend(got)
 
     async def acquire(self, chat_id: int, strict: bool = False, *, sleep: bool = True) -> float | None:
         """Wait until one message to chat_id may be sent, then take the tokens.
@@ -418,7 +455,8 @@ class RateLimiter:
                             elif self.shared is not None:
                                 slot = await self._slot()
                                 ahead = None if slot is None else slot - self.shared.wall()
-                                if not urgent and ahead is not None and ahead > BULK_HORIZON:
+                                if (not urgent and ahead is not None and ahead > BULK_HORIZON
+                                        and not self.shared.solo):  # (alone, the window orders them)
                                     # a broadcast does not book slots far ahead: a reply that comes
                                     # meanwhile takes this one (the earliest) instead of queueing
                                     # behind seconds of notices
