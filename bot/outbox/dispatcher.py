@@ -172,6 +172,9 @@ class OutboxDispatcher:
             while True:
                 if self._stopping():
                     break
+                # cleared before the claim, not after: a wake-up while it runs (rows committed,
+                # room for broadcast rows) is not lost to a half-second wait
+                self._wake.clear()
                 try:
                     room = self.window - self._bc_held
                     # shielded, like every database step here: a cancelled task must not leave a
@@ -204,7 +207,6 @@ class OutboxDispatcher:
                 except Exception as e:
                     await self._trouble(e, "housekeeping")
                 if not rows:
-                    self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), 0.5)
                     except asyncio.TimeoutError:

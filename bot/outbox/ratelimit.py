@@ -88,6 +88,8 @@ JITTER = 0.1
 SOLO_AFTER = 3.0
 # a process joining a schedule another may be using alone starts its slots this much later
 BAND = 1.0
+# alone, senders wait this long for a booking of slots, then go on without it
+SOLO_BOOKING_WAIT = 0.02
 # seconds of the rate a sender may make up after a late wake-up (in a short burst)
 CREDIT = 0.1
 # The window counts a request from its answer (it had arrived by then), but from at most this
@@ -318,6 +320,7 @@ class RateLimiter:
         self.dropped_slots = 0
         self._urgent = 0  # interactive messages waiting
         self._shared_down = False
+        self._booking: asyncio.Task | None = None  # a booking of slots made in the background (alone)
         self._lock = asyncio.Lock()
         self.sent = 0
         self.window = SendWindow(self.limits.global_rate, clock)
@@ -395,10 +398,18 @@ class RateLimiter:
             self.dropped_slots += 1
         if self._slots:
             return self._slots.popleft()
+        if shared.solo:
+            # alone, a whole batch (its slots are not waited for, and are used whenever they are
+            # late); the booking keeps the schedule and the `:by` row current, so that a process
+            # joining sees this one, and a slow database does not hold the senders: after
+            # SOLO_BOOKING_WAIT they go on without it, the window spacing them
+            if self._booking is None or self._booking.done():
+                self._booking = asyncio.create_task(self._book(shared.batch))
+            await asyncio.wait({self._booking}, timeout=SOLO_BOOKING_WAIT)
+            return self._slots.popleft() if self._slots else wall
         try:
-            # as many as there are senders waiting (a slot nobody uses is capacity lost); alone,
-            # a whole batch (its slots are not waited for, and are used whenever they are late)
-            got = await shared.reserve(shared.batch if shared.solo else max(1, self._waiting))
+            # as many as there are senders waiting (a slot nobody uses is capacity lost)
+            got = await shared.reserve(max(1, self._waiting))
         except Exception as e:  # the database is unavailable: our own share of the rate meanwhile
             self._shared_failed(e)
             slot = max(wall, self._local_next)
@@ -407,6 +418,15 @@ class RateLimiter:
         self._shared_ok()
         self._slots.extend(got)
         return self._slots.popleft()
+
+    async def _book(self, n: int) -> None:
+        try:
+            got = await self.shared.reserve(n)
+        except Exception as e:
+            self._shared_failed(e)
+            return
+        self._shared_ok()
+        self._slots.extend(got)
 
     async def acquire(self, chat_id: int, strict: bool = False, *, sleep: bool = True) -> float | None:
         """Wait until one message to chat_id may be sent, then take the tokens.
