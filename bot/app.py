@@ -5,13 +5,21 @@ An update's life: `receive` stores it in the inbox (before Telegram is told it a
 framework's dispatcher, which hands it back to `process`: one transaction that claims the
 inbox row, runs the handler and writes its replies to the outbox. The outbox dispatcher sends
 them after commit.
+
+The common case at a steady load is shorter (`take`): an update that arrives alone in its
+`getUpdates` batch, for a chat nobody is busy with, is stored and handled in one transaction
+(inbox row, chat lease, handler, outbox rows), straight from the batch, and its reply is
+woken for at commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,8 +49,25 @@ log = logging.getLogger("gridbot")
 # a chat's lease: renewed while its updates are handled, free again this long after its holder died
 CHAT_LEASE = timedelta(seconds=6)
 RETRIES = 4  # a passing database fault (no free connection, a deadlock) is retried this often
+# a getUpdates batch of at most this many updates is handled as it is stored (Core.take); a
+# bigger one (a backlog) is stored in one transaction and handled chat by chat
+INLINE_BATCH = 8
 
 Feed = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class _InHand:
+    """An update being stored and handled in one transaction (Core.take)."""
+
+    update_id: int
+    session: Any = None
+    after: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # once committed
+    processed: bool = False  # the handler ran (or the update was marked failed)
+    abort: BaseException | None = None  # what made it give up: the update goes the usual way
+
+
+_IN_HAND: contextvars.ContextVar[_InHand | None] = contextvars.ContextVar("gridbot_in_hand", default=None)
 
 
 _MATCHERS: dict = {}  # built matchers by knowledge base (path and file stamps): one per process
@@ -230,6 +255,92 @@ class Core:
                         error=f"not storable: {type(e).__name__}: {e}"[:2000])])
         return good
 
+    async def take(self, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """receive(), handling at once what can be: returns the updates still to `submit`.
+
+        An update alone of its chat in a small batch, whose chat this process is not busy with,
+        is stored and handled in one transaction (the chat's lease taken and given back in it,
+        so no replica handles the chat meanwhile, and only if no earlier update of the chat is
+        waiting). The guarantees are receive()'s: when this returns, every update is stored (or
+        stored and handled); when it raises, the caller keeps the offset and tries again (an
+        update already stored is not stored twice). Anything unusual (the chat is busy, the
+        handler failed, a database fault) sends the update the usual way: stored on its own,
+        then handled in its chat's turn, where failures are retried, kept and reported.
+        """
+        if not updates:
+            return []
+        chats: dict[int | None, int] = {}
+        for u in updates:
+            c = chat_of(u)
+            chats[c] = chats.get(c, 0) + 1
+        inline, rest = [], []
+        small = len(updates) <= INLINE_BATCH and not self.health.is_down
+        for u in updates:
+            c = chat_of(u)
+            if small and c is not None and chats[c] == 1 and c not in self._chains and not self._arriving.get(c):
+                inline.append(u)
+            else:
+                rest.append(u)
+        left = await self.receive(rest) if rest else []
+        if len(inline) == 1:
+            done = [await self._take_one(inline[0])]
+        else:
+            done = list(await asyncio.gather(*(self._take_one(u) for u in inline)))
+        again = [u for u, d in zip(inline, done) if d is None]  # nothing of it was written
+        left += await self.receive(again) if again else []
+        left += [u for u, d in zip(inline, done) if d is False]  # stored, not handled
+        return left
+
+    async def _take_one(self, update: dict[str, Any]) -> bool | None:
+        """Store and handle one update in one transaction. True: done; False: stored but not
+        handled (submit it); None: nothing written (store it the usual way)."""
+        from bot import leases
+
+        uid, chat = int(update["update_id"]), chat_of(update)
+        name = f"chat:{chat}"
+        now = self.clock()
+        hand = _InHand(uid)
+        handled = False
+        try:
+            async with self.sessionmaker() as s, s.begin():
+                hand.session = s
+                stored = await s.execute(insert_ignore(s, InboxUpdate).values(
+                    update_id=uid, chat_id=chat, payload=update, received_at=now, attempts=0))
+                if stored.rowcount != 1:
+                    return False  # stored before (sent again): handled in its chat's turn
+                if not await leases.take(s, name, self.holder, CHAT_LEASE, now):
+                    return False  # another replica has the chat; it looks again before it lets go
+                earlier = (await s.execute(select(InboxUpdate.update_id).where(
+                    InboxUpdate.chat_id == chat, InboxUpdate.handled_at.is_(None), InboxUpdate.update_id < uid)
+                    .limit(1))).first()
+                if earlier is None:
+                    token = _IN_HAND.set(hand)
+                    try:
+                        await self.feed(update)
+                    except Exception as e:
+                        if hand.abort is not None or hand.processed:
+                            raise
+                        # the framework could not even parse it: kept as failed, not retried
+                        self.errors.exception(e, "update %s failed in the transport", uid)
+                        await s.execute(update_(uid, now, error=f"transport: {type(e).__name__}: {e}"[:2000]))
+                        hand.processed = True
+                    finally:
+                        _IN_HAND.reset(token)
+                    if hand.abort is not None:
+                        raise hand.abort
+                    handled = hand.processed
+                await leases.drop(s, name, self.holder)
+        except Exception as e:
+            log.debug("update %s goes the usual way: %s: %s", uid, type(e).__name__, e)
+            return None
+        if handled:
+            self.processed += 1
+        for then in hand.after:
+            await then()
+        if self.dispatcher is not None:
+            self.dispatcher.kick()
+        return handled
+
     async def recover(self) -> int:
         """Queue what was stored but never handled (the process died with it in hand, or another
         replica did): each such chat is drained by whoever claims it. The number of updates."""
@@ -413,6 +524,16 @@ class Core:
     async def process(self, update: dict[str, Any]) -> None:
         """Handle one update; a database outage is waited out and the update handled after it,
         a passing fault (no free connection, a deadlock) retried a few times."""
+        hand = _IN_HAND.get()
+        if hand is not None and hand.update_id == update.get("update_id"):
+            # being stored and handled in one transaction (take): any failure undoes it all, and
+            # the update goes the usual way (nothing raised: a framework would log it)
+            try:
+                await self._process(update, hand=hand)
+                hand.processed = True
+            except Exception as e:
+                hand.abort = e
+            return
         held = 1
         for attempt in range(1000):
             try:
@@ -428,14 +549,23 @@ class Core:
                     self.errors.exception(e, "update %s could not be recorded as failed", update.get("update_id"))
                     return
 
-    async def _process(self, update: dict[str, Any], last_try: bool = True) -> None:
+    @asynccontextmanager
+    async def _unit(self, hand: _InHand | None) -> AsyncIterator[Any]:
+        """The transaction an update is handled in: its own, or the one it is being stored in."""
+        if hand is not None:
+            yield hand.session
+            return
+        async with self.sessionmaker() as s, s.begin():
+            yield s
+
+    async def _process(self, update: dict[str, Any], last_try: bool = True, hand: _InHand | None = None) -> None:
         from handlers import dispatch
 
         now = self.clock()
         ctx = ev = None
         try:
             ev = to_incoming(update, bot_id=self.bot_id, bot_username=self.bot_username)
-            async with self.sessionmaker() as s, s.begin():
+            async with self._unit(hand) as s:
                 claimed = await s.execute(update_(update["update_id"], now))
                 if claimed.rowcount == 0:
                     return  # handled before (a redelivery, or another replica)
@@ -450,11 +580,18 @@ class Core:
                 ctx = Ctx(ev=ev, session=s, now=now, core=self, person=person, t=Texts(language_of(person)))
                 await dispatch(ctx)
         except Exception as e:
+            if hand is not None:
+                raise  # undone with the storing: handled again the usual way
             if await self.health.down(e) or not last_try and is_passing(e):
                 raise  # nothing was written: handled again (once the database is back)
             self.errors.exception(e, "update %s failed", update.get("update_id"))
             await self._failed(update, ev, e, now)
         else:
+            if hand is not None:
+                if ctx is not None and ev is not None and ev.callback_id and self.messenger is not None:
+                    cb, toast, alert = ev.callback_id, ctx.toast, ctx.toast_alert
+                    hand.after.append(lambda: self._answer_callback(cb, toast, alert))
+                return  # counted and the dispatcher woken once committed
             self.processed += 1
             if ctx is not None and ev is not None and ev.callback_id and self.messenger is not None:
                 await self._answer_callback(ev.callback_id, ctx.toast, ctx.toast_alert)

@@ -58,8 +58,7 @@ def make_engine(url: str, **kw: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
-            # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own handling is off).
-            dbapi_conn.isolation_level = None
+            dbapi_conn.isolation_level = None  # BEGIN is ours (below), not pysqlite's
             cur = dbapi_conn.cursor()
             # WAL lets the outbox dispatcher read while a handler writes; busy_timeout makes
             # concurrent writers wait instead of failing with "database is locked".
@@ -69,12 +68,11 @@ def make_engine(url: str, **kw: Any) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn) -> None:  # pragma: no cover - trivial
-            # BEGIN IMMEDIATE takes the write lock up front, so two transactions never
-            # deadlock upgrading read locks; SQLite serialises writers anyway.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+        # Let the dialect's begin emit BEGIN itself (pysqlite's own handling is off): BEGIN
+        # IMMEDIATE takes the write lock up front, so two transactions never deadlock upgrading
+        # read locks; SQLite serialises writers anyway. Within the process the transactions
+        # queue for it on an asyncio lock first (see _SqliteWriter).
+        _SqliteWriter(engine, float(kw["connect_args"].get("timeout", 30)))
         return engine
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
@@ -84,6 +82,81 @@ def make_engine(url: str, **kw: Any) -> AsyncEngine:
     if "asyncpg" in url:
         kw.setdefault("connect_args", {"timeout": 5})
     return create_async_engine(url, **kw)
+
+
+class _SqliteWriter:
+    """SQLite has one writer; every transaction here is BEGIN IMMEDIATE, so each takes it. When
+    several connections of one process want it at once, the losers sleep in SQLite's busy
+    handler, which polls with growing sleeps (1, 2, 5, 10 … 100 ms) and so sees the lock free
+    tens of milliseconds late: those sleeps were the 100-500 ms spikes of update → reply latency
+    at a steady 20 updates/s. So the transactions of this process queue on an asyncio lock
+    (per event loop), taken when a transaction begins and handed on the moment it commits or
+    rolls back, in arrival order. Other processes on the same file still meet in the busy
+    handler. A transaction waiting longer than the busy timeout goes on without the lock and
+    lets SQLite decide (as before). The dialect's begin, commit and rollback are wrapped (not
+    engine events: a transaction waits for the lock there, and SQLAlchemy must not be iterating
+    its listeners meanwhile)."""
+
+    def __init__(self, engine: AsyncEngine, timeout: float) -> None:
+        from sqlalchemy.util.concurrency import await_only, in_greenlet
+
+        self._await, self._in_greenlet = await_only, in_greenlet
+        self.timeout = timeout
+        self._locks: dict[int, tuple[Any, asyncio.Lock]] = {}  # id(loop) -> (loop, lock)
+        self._held: dict[int, asyncio.Lock] = {}  # id(DBAPI connection) -> the lock it holds
+        dialect = engine.sync_engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+
+        def do_begin(dbapi_connection) -> None:
+            token = dbapi_connection.dbapi_connection
+            self.take(token)
+            try:
+                cursor = dbapi_connection.cursor()
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")
+                finally:
+                    cursor.close()
+            except BaseException:
+                self.give(token)
+                raise
+
+        def do_commit(dbapi_connection) -> None:
+            try:
+                commit(dbapi_connection)
+            finally:
+                self.give(dbapi_connection.dbapi_connection)
+
+        def do_rollback(dbapi_connection) -> None:
+            try:
+                rollback(dbapi_connection)
+            finally:
+                self.give(dbapi_connection.dbapi_connection)
+
+        dialect.do_begin, dialect.do_commit, dialect.do_rollback = do_begin, do_commit, do_rollback
+        for name in ("invalidate", "soft_invalidate", "close", "close_detached", "checkin"):
+            event.listen(engine.sync_engine.pool, name, lambda dbapi_connection, *a: self.give(dbapi_connection))
+
+    def take(self, token: Any) -> None:
+        if token is None or id(token) in self._held or not self._in_greenlet():
+            return
+        loop = asyncio.get_running_loop()
+        entry = self._locks.get(id(loop))
+        if entry is None or entry[0] is not loop:
+            entry = self._locks[id(loop)] = (loop, asyncio.Lock())
+        lock = entry[1]
+        if lock.locked() or lock._waiters:  # noqa: SLF001 (fast path: nothing to wait for)
+            try:
+                self._await(asyncio.wait_for(lock.acquire(), self.timeout))
+            except (TimeoutError, asyncio.TimeoutError):
+                return  # stuck behind a transaction that waits on this one: SQLite decides
+        else:
+            self._await(lock.acquire())
+        self._held[id(token)] = lock
+
+    def give(self, token: Any) -> None:
+        lock = self._held.pop(id(token), None) if token is not None else None
+        if lock is not None and lock.locked():
+            lock.release()
 
 
 # --- outages -------------------------------------------------------------------------------

@@ -33,18 +33,24 @@ def holder_name(obj: object | None = None) -> str:
 async def acquire(sessionmaker: async_sessionmaker[AsyncSession], name: str, holder: str, ttl: timedelta,
                   now: datetime) -> bool:
     """Take or renew the lease `name` until now + ttl. True if we hold it now."""
-    expires = now + ttl
     async with sessionmaker() as s, s.begin():
-        inserted = await s.execute(insert_ignore(s, Lease).values(name=name, holder=holder, expires_at=expires))
-        if inserted.rowcount == 1:
-            return True
-        taken = await s.execute(
-            update(Lease)
-            .where(Lease.name == name, or_(Lease.expires_at <= now, Lease.holder == holder))
-            .values(holder=holder, expires_at=expires)
-            .execution_options(synchronize_session=False)
-        )
-        return taken.rowcount == 1
+        return await take(s, name, holder, ttl, now)
+
+
+async def take(s: AsyncSession, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
+    """acquire() within the caller's transaction (which then holds the row: a competing
+    replica's claim waits for its commit)."""
+    expires = now + ttl
+    inserted = await s.execute(insert_ignore(s, Lease).values(name=name, holder=holder, expires_at=expires))
+    if inserted.rowcount == 1:
+        return True
+    taken = await s.execute(
+        update(Lease)
+        .where(Lease.name == name, or_(Lease.expires_at <= now, Lease.holder == holder))
+        .values(holder=holder, expires_at=expires)
+        .execution_options(synchronize_session=False)
+    )
+    return taken.rowcount == 1
 
 
 renew = acquire  # renewing is taking again while we still hold it
@@ -52,8 +58,13 @@ renew = acquire  # renewing is taking again while we still hold it
 
 async def release(sessionmaker: async_sessionmaker[AsyncSession], name: str, holder: str) -> None:
     async with sessionmaker() as s, s.begin():
-        await s.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder)
-                        .execution_options(synchronize_session=False))
+        await drop(s, name, holder)
+
+
+async def drop(s: AsyncSession, name: str, holder: str) -> None:
+    """release() within the caller's transaction."""
+    await s.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder)
+                    .execution_options(synchronize_session=False))
 
 
 @asynccontextmanager

@@ -72,6 +72,24 @@ async def import_grid_file(settings: Settings, engine, path) -> Any:
         return await import_grid(session=s, spec=spec, now=utcnow())
 
 
+_HEAP_SETTLED = False
+
+
+def _settle_heap() -> None:
+    """Once per process, before the first update: collect the start-up garbage and move what
+    lives on (the knowledge index, the encoder, jieba's dictionary, the imported modules: a few
+    million objects) out of the collector's sight. Otherwise the first full collections after
+    start walk all of them, 100-200 ms each on the event loop, in the first seconds of traffic."""
+    global _HEAP_SETTLED
+    if _HEAP_SETTLED:
+        return
+    import gc
+
+    _HEAP_SETTLED = True
+    gc.collect()
+    gc.freeze()
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
@@ -158,6 +176,9 @@ class BotRunner:
             if not self.webhook:  # webhook mode: once its server listens
                 log.info("%s", await summary(core, webhook=False))
             self._sweeper = asyncio.create_task(self._sweep())
+            if not self.webhook:
+                await self._drop_webhook()
+            _settle_heap()
             self.ready.set()
             if self.webhook:
                 await self._serve_webhook()
@@ -199,11 +220,6 @@ class BotRunner:
 
     async def _poll(self) -> None:
         core, transport = self.core, self.transport
-        if await transport.webhook_url():
-            # switching from webhook to polling: Telegram refuses getUpdates while a webhook is
-            # set; its pending updates are kept (drop_pending_updates=False)
-            log.info("a webhook is set; removing it to poll (pending updates are kept)")
-            await transport.delete_webhook()
         from bot.transport.raw import UpdateFetcher
 
         fetcher = self.fetcher = UpdateFetcher(self.settings.bot_token, self.settings.telegram_api_base,
@@ -241,13 +257,34 @@ class BotRunner:
             for u in stored:
                 core.submit(u)
 
+    async def _drop_webhook(self) -> None:
+        """Before polling starts (and before `ready`): Telegram refuses getUpdates while a
+        webhook is set. A failure is retried, like a failed getUpdates."""
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                if await self.transport.webhook_url():
+                    # switching from webhook to polling: its pending updates are kept
+                    # (drop_pending_updates=False)
+                    log.info("a webhook is set; removing it to poll (pending updates are kept)")
+                    await self.transport.delete_webhook()
+                return
+            except Exception as e:
+                log.warning("getWebhookInfo failed: %s; retrying in %.0fs", e, delay)
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, 30)
+
     async def _store(self, updates: list[dict]) -> list[dict] | None:
-        """core.receive, waiting out a database outage (the offset stays where it is meanwhile)."""
+        """core.take (store, and handle what can be handled at once), waiting out a database
+        outage (the offset stays where it is meanwhile). The updates left to submit."""
         core = self.core
         held = len(updates)
         while not self._stop.is_set():
             try:
-                return await core.receive(updates)
+                return await core.take(updates)
             except Exception as e:
                 if await core.health.down(e, held):
                     held = 0

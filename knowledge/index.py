@@ -353,7 +353,7 @@ class Matcher:
         if common:
             ew = self._entry_w
             cw = {k: idf[k] * qf.keys[k] for k in common}
-            pool = [(i, s + sum(ew[i][k] * cw[k] for k in ew[i].keys() & cw.keys())) for i, s in pool]
+            pool = [(i, s + sum(cw[k] * ew[i][k] for k in cw if k in ew[i])) for i, s in pool]
         pool.sort(key=lambda kv: kv[1], reverse=True)
         top = pool[:RESCORE_TOP]
         qseg = " ".join(qf.words)
