@@ -423,7 +423,8 @@ class OutboxDispatcher:
                     # row: it is theirs to send, not ours
                     return _Result(row.id, row.chat_id, row.broadcast_id, dict(status="lost"), extra={"lost": True})
                 await self.limiter.until(slot)
-                await self._pace()
+                if not self.limiter.solo:  # (alone, the send window paces the requests)
+                    await self._pace()
                 await self.limiter.unpaused()  # last, right before the request: a 429 may have come meanwhile
             except BaseException:
                 window.answered(turn)  # the turn is given back as if used now
