@@ -230,7 +230,7 @@ class _Phrase:
     keys: dict[str, float]        # feature → weight
     mass: float                   # IDF mass of its features (filled after IDF is known)
     flat: str = ""                # its words run together, for character-level fuzz
-    wkeys: tuple[tuple[str, float], ...] = ()  # (feature, idf × weight), filled after IDF is known
+    wkeys: dict[str, float] = field(default_factory=dict)  # feature → idf × weight, filled after IDF is known
 
 
 class Matcher:
@@ -278,8 +278,8 @@ class Matcher:
             for k, w in weights.items():
                 self._postings.setdefault(k, []).append((i, self._idf[k] * w))
         for p in phrases:
-            p.wkeys = tuple((k, self._idf[k] * w) for k, w in p.keys.items())
-            p.mass = sum(v for _, v in p.wkeys)
+            p.wkeys = {k: self._idf[k] * w for k, w in p.keys.items()}
+            p.mass = sum(p.wkeys.values())
         self._phrases = phrases
         vocab = {w for p in phrases for w in p.seg.split()} | set(DOMAIN_WORDS)
         for e in self.entries:
@@ -378,11 +378,8 @@ class Matcher:
             best_fuzz = 0.0
             for pi in self._phrases_of[i]:
                 p = self._phrases[pi]
-                hit = 0.0
-                for k, w in p.wkeys:
-                    if k in qkeys:
-                        hit += w
-                pc = hit / p.mass if p.mass else 0.0
+                wk = p.wkeys  # the matched features' mass (a set intersection in C; fsum: any order, one result)
+                pc = math.fsum(map(wk.__getitem__, wk.keys() & qkeys.keys())) / p.mass if p.mass else 0.0
                 if pc > best_phrase:
                     best_phrase = pc
                 if fzl[j] > best_fuzz:
