@@ -227,7 +227,7 @@ class OutboxDispatcher:
         w = lim.window
         log.info("outbox stopped: %d sent, %d send turns (%.1f s waited for them in all, answers in %.1f ms on "
                  "average), %d slots given up, %d bookings after another process's, alone: %s", self.sent_count,
-                 w.turns, w.waited, w.answer_time / max(1, w.turns) * 1000, lim.dropped_slots,
+                 w.turns, w.waited, w.answer_time / max(1, w.answers) * 1000, lim.dropped_slots,
                  lim.shared.others_seen if lim.shared else 0, lim.solo)
 
     async def drain(self) -> None:
@@ -415,23 +415,27 @@ class OutboxDispatcher:
             if slot is not None:
                 await self.limiter.until(slot - MARK_LEAD, late_ok=True)
             turn = await window.turn(urgent=False)
-            # from here until its result is written, a crash leaves this row "uncertain"
             try:
-                marked = await asyncio.shield(self._mark_sending(row.id))
+                # from here until its result is written, a crash leaves this row "uncertain"
+                if not await asyncio.shield(self._mark_sending(row.id)):
+                    window.answered(turn)  # (never sent)
+                    # our claim lapsed (this process stalled past its lease) and another took the
+                    # row: it is theirs to send, not ours
+                    return _Result(row.id, row.chat_id, row.broadcast_id, dict(status="lost"), extra={"lost": True})
+                await self.limiter.until(slot)
+                await self._pace()
+                await self.limiter.unpaused()  # last, right before the request: a 429 may have come meanwhile
             except BaseException:
-                window.answered(turn)
+                window.answered(turn)  # the turn is given back as if used now
                 raise
-            if not marked:
-                window.answered(turn)
-                # our claim lapsed (this process stalled past its lease) and another took the
-                # row: it is theirs to send, not ours
-                return _Result(row.id, row.chat_id, row.broadcast_id, dict(status="lost"), extra={"lost": True})
-            await self.limiter.until(slot)
-            await self._pace()
         else:
             await self.limiter.acquire(msg.chat_id)
             turn = await window.turn(urgent=True)
-        await self.limiter.unpaused()  # last, right before the request: a 429 may have come meanwhile
+            try:
+                await self.limiter.unpaused()
+            except BaseException:
+                window.answered(turn)
+                raise
         window.leaving(turn)
         now = self.clock()
         status, error, message_id, retry_at = "sent", None, None, None

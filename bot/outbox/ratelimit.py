@@ -9,9 +9,10 @@ few slots with one UPDATE and sends at those times, so all processes together ke
 Right before each request a sender takes its turn in this process's SendWindow: at most the
 rate in any second by the requests' actual times, counted from when an answer came back, so a
 sender woken late does not lose the time it missed (the next one may go sooner) and no second at
-Telegram holds more than the rate. While this process is the only one booking slots, the
-schedule is spaced at exactly the rate and the window keeps the second; while others book too,
-the slots are spaced JITTER wider and a slot missed by more than half a gap is given up.
+Telegram holds more than the rate. While this process is the only one booking slots, it books
+them at exactly the rate and does not wait for them: the window spaces its requests. While
+others book too, the slots are spaced JITTER wider, each sender waits for its slot, and a slot
+missed by more than half a gap is given up.
 
 Waiting interactive messages go before broadcast ones (at the schedule and at the window): a
 resident waiting for an answer never queues behind a 10,000-recipient notice, and a broadcast
@@ -207,19 +208,20 @@ class SharedBucket:
 
 class SendWindow:
     """This process's requests to Telegram: at most `count` in any `span` seconds (the rate in
-    any second), by their actual times, and interactive ones first.
+    any second), by when they can have arrived, and interactive ones first.
 
-    A request may leave `span` seconds after the `count`-th one before it was answered: that
-    one reached Telegram before its answer came back, and this one reaches it after it leaves,
-    so the two are a second apart at Telegram whatever the network or the event loop did in
-    between. An answer is waited for only so long (HOLD where answers are quick, GRACE where all
-    are slow, as Telegram's 0.1-0.3 s are): a request is then counted from that long after it
-    left, which holds as long as it arrived within that much of leaving. A sender woken
-    late loses nothing: the window looks at when requests left, not at a schedule, so the next
-    one may follow sooner. Within the second requests are paced at the rate by a token bucket
-    that saves up to CREDIT seconds of it (what a late wake-up lost is made up, a burst after a
-    pause stays small), never closer than half a gap; whenever a turn comes free it goes to the
-    first interactive sender waiting, else to the first broadcast one.
+    Each request is known to have arrived at Telegram between leaving and its answer. A new one
+    may leave at t when fewer than `count` earlier ones can have arrived after t - span (one
+    granted and not yet gone counts as arriving any time), so no second at Telegram holds more
+    than the rate whatever the network or the event loop did in between, and in whatever order
+    the requests arrived. An answer is waited for only so long (HOLD where answers are quick,
+    GRACE where all are slow, as Telegram's 0.1-0.3 s are): a request is then taken to have
+    arrived within that long of leaving. A sender woken late loses nothing: the window looks
+    at when requests left, not at a schedule, so the next one may follow sooner. Within the
+    second requests are paced at the rate by a token bucket that saves up to CREDIT seconds of
+    it (what a late wake-up lost is made up, a burst after a pause stays small), never closer
+    than half a gap; whenever a turn comes free it goes to the first interactive sender
+    waiting, else to the first broadcast one.
     """
 
     def __init__(self, rate: float, clock=time.monotonic) -> None:
@@ -230,39 +232,52 @@ class SendWindow:
         # the pace within the second: the rate, with up to CREDIT seconds of it saved up (time
         # lost to a late wake-up is made up, a second's worth is never sent in one go)
         self.pace = Bucket(1.0 + CREDIT * rate, rate, 1.0, clock())
-        self._recent: deque[list] = deque()  # [left, answered or None] of the last `count` requests
+        # [left or None (granted, not gone yet), answered or None] of the requests that can
+        # still have arrived within the last span
+        self._recent: list[list] = []
         self._last = -math.inf
         self._queues: tuple[deque, deque] = (deque(), deque())  # waiting: interactive, broadcast
         self._timer: asyncio.TimerHandle | None = None
         self.turns = 0
         self.waited = 0.0  # seconds senders spent waiting for a turn, all together
         self.answer_time = 0.0  # seconds from leaving to the answer, all requests together
+        self.answers = 0
         self.typical_answer = 0.0  # moving average of the same
+
+    def _arrived_by(self, entry: list) -> float:
+        left, answered = entry
+        if left is None:
+            return math.inf
+        latest = left + (GRACE if self.typical_answer > SLOW_ANSWER else HOLD)
+        return latest if answered is None else min(latest, answered)
 
     def next_at(self, now: float) -> float:
         """The earliest time (clock) the next request may leave, looking from now."""
         t = max(self._last + self.spacing, now + self.pace.wait_time(now))
-        if len(self._recent) >= self.count:
-            left, answered = self._recent[0]
-            seen = left + (GRACE if self.typical_answer > SLOW_ANSWER else HOLD)
-            if answered is not None:
-                seen = min(seen, answered)
-            t = max(t, seen + self.span)
+        horizon = now - self.span  # what arrived before this cannot share a span with later ones
+        latest = []
+        keep = []
+        for e in self._recent:
+            if (by := self._arrived_by(e)) > horizon:
+                keep.append(e)
+                latest.append(by)
+        self._recent = keep
+        if len(latest) >= self.count:
+            latest.sort(reverse=True)
+            t = max(t, latest[self.count - 1] + self.span)
         return t
 
     def _give(self, now: float) -> list:
-        entry = [now, None]
+        entry = [None, None]
         self._recent.append(entry)
-        while len(self._recent) > self.count:
-            self._recent.popleft()
         self._last = now
         self.pace.take(now)
         self.turns += 1
         return entry
 
     async def turn(self, urgent: bool = True) -> list:
-        """Wait for this request's turn; pass what it returns to answered() when the answer (or
-        an error) comes back."""
+        """Wait for this request's turn; call leaving() right before it and answered() when
+        its answer (or an error) comes back."""
         now = self.clock()
         if not (self._queues[0] or self._queues[1]) and now >= self.next_at(now):
             return self._give(now)
@@ -271,17 +286,26 @@ class SendWindow:
         self._pump()
         try:
             return await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():  # given, but its sender is gone: given back
+                self.answered(fut.result())
+            raise
         finally:
             self.waited += self.clock() - now
 
     def leaving(self, entry: list) -> None:
-        """The request leaves now (steps after its turn, such as a database write, took time)."""
-        entry[0] = max(entry[0], self.clock())
+        """The request leaves now."""
+        entry[0] = self.clock()
+        self._pump()
 
     def answered(self, entry: list) -> None:
-        entry[1] = self.clock()
-        took = entry[1] - entry[0]
+        now = self.clock()
+        if entry[0] is None:  # it never left
+            entry[0] = now
+        entry[1] = now
+        took = now - entry[0]
         self.answer_time += took
+        self.answers += 1
         self.typical_answer += (took - self.typical_answer) * 0.05
         self._pump()  # the window may have opened earlier than the waiters were told
 
@@ -299,7 +323,8 @@ class SendWindow:
             now = self.clock()
             at = self.next_at(now)
             if now < at:
-                self._timer = asyncio.get_running_loop().call_later(at - now, self._pump)
+                if at != math.inf:  # else a request going or answered calls again
+                    self._timer = asyncio.get_running_loop().call_later(at - now, self._pump)
                 return
             queue.popleft().set_result(self._give(now))
 
