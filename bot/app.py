@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
 
 from bot.broadcasts.flows import progress_tick
 from bot.clock import utcnow
@@ -40,7 +41,7 @@ from bot.outbox.ratelimit import Limits, RateLimiter
 from bot.outbox.service import enqueue
 from bot.people.service import mark_gone, seen, seen_group
 from bot.settings import Settings
-from bot.sql import insert_ignore
+from bot.sql import dialect_name, insert_ignore
 from bot.transport.base import Messenger, Outgoing
 from bot.updates import chat_of, to_incoming
 
@@ -63,8 +64,19 @@ class _InHand:
     update_id: int
     session: Any = None
     after: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # once committed
+    claimed: bool = False  # its inbox row was stored as handled
     processed: bool = False  # the handler ran (or the update was marked failed)
     abort: BaseException | None = None  # what made it give up: the update goes the usual way
+
+
+_NEW_OUTBOX = "gridbot_new_outbox"  # session.info key: outbox rows added in the session (take)
+
+
+@event.listens_for(Session, "transient_to_pending")
+def _note_outbox_row(session, obj) -> None:
+    rows = session.info.get(_NEW_OUTBOX)
+    if rows is not None and type(obj).__name__ == "OutboxMessage":
+        rows.append(obj)
 
 
 _IN_HAND: contextvars.ContextVar[_InHand | None] = contextvars.ContextVar("gridbot_in_hand", default=None)
@@ -295,25 +307,38 @@ class Core:
         """Store and handle one update in one transaction. True: done; False: stored but not
         handled (submit it); None: nothing written (store it the usual way)."""
         from bot import leases
+        from bot.core_models import Lease
 
         uid, chat = int(update["update_id"]), chat_of(update)
         name = f"chat:{chat}"
         now = self.clock()
         hand = _InHand(uid)
         handled = False
+        handed: list = []
+        earlier = (select(InboxUpdate.update_id).where(InboxUpdate.chat_id == chat, InboxUpdate.handled_at.is_(None),
+                                                       InboxUpdate.update_id < uid).exists())
         try:
             async with self.sessionmaker() as s, s.begin():
                 hand.session = s
-                stored = await s.execute(insert_ignore(s, InboxUpdate).values(
-                    update_id=uid, chat_id=chat, payload=update, received_at=now, attempts=0))
-                if stored.rowcount != 1:
-                    return False  # stored before (sent again): handled in its chat's turn
-                if not await leases.take(s, name, self.holder, CHAT_LEASE, now):
-                    return False  # another replica has the chat; it looks again before it lets go
-                earlier = (await s.execute(select(InboxUpdate.update_id).where(
-                    InboxUpdate.chat_id == chat, InboxUpdate.handled_at.is_(None), InboxUpdate.update_id < uid)
-                    .limit(1))).first()
-                if earlier is None:
+                s.info[_NEW_OUTBOX] = []
+                leased = False
+                if dialect_name(s) == "sqlite":
+                    # the transaction holds SQLite's one writer (BEGIN IMMEDIATE): nobody can take
+                    # the chat or store an update meanwhile, so one look is enough
+                    held = select(Lease.name).where(Lease.name == name, Lease.holder != self.holder,
+                                                    Lease.expires_at > now).exists()
+                    free = not any((await s.execute(select(held, earlier))).one())
+                else:
+                    # the lease row, taken and given back in this transaction, is locked until it
+                    # commits: another replica's claim of the chat waits for it
+                    leased = await leases.take(s, name, self.holder, CHAT_LEASE, now)
+                    free = leased and not (await s.execute(select(earlier))).scalar()
+                row = dict(update_id=uid, chat_id=chat, payload=update, received_at=now, attempts=0)
+                if free:
+                    row.update(handled_at=now, attempts=1)  # claimed as it is stored
+                stored = await s.execute(insert_ignore(s, InboxUpdate).values(**row))
+                if stored.rowcount == 1 and free:
+                    hand.claimed = True
                     token = _IN_HAND.set(hand)
                     try:
                         await self.feed(update)
@@ -322,24 +347,59 @@ class Core:
                             raise
                         # the framework could not even parse it: kept as failed, not retried
                         self.errors.exception(e, "update %s failed in the transport", uid)
-                        await s.execute(update_(uid, now, error=f"transport: {type(e).__name__}: {e}"[:2000]))
+                        await s.execute(update(InboxUpdate).where(InboxUpdate.update_id == uid).values(
+                            error=f"transport: {type(e).__name__}: {e}"[:2000]))
                         hand.processed = True
                     finally:
                         _IN_HAND.reset(token)
                     if hand.abort is not None:
                         raise hand.abort
-                    handled = hand.processed
-                await leases.drop(s, name, self.holder)
+                    if not hand.processed:
+                        raise RuntimeError("the framework did not hand the update to the core")
+                    handled = True
+                    handed = await self._claim_replies(s, now)
+                # else: stored before (sent again), or its chat is busy: handled in its chat's turn
+                if leased:
+                    await leases.drop(s, name, self.holder)
         except Exception as e:
             log.debug("update %s goes the usual way: %s: %s", uid, type(e).__name__, e)
             return None
         if handled:
             self.processed += 1
+        if handed and self.dispatcher is not None:
+            self.dispatcher.hand(handed)
         for then in hand.after:
             await then()
         if self.dispatcher is not None:
             self.dispatcher.kick()
         return handled
+
+    async def _claim_replies(self, s, now: datetime) -> list:
+        """The replies this transaction queued, claimed in it for this process's dispatcher and
+        handed to it once committed: no claim transaction, no wait for one. Only when nothing
+        else of their chats is queued or under way (the chat's order is the claim's to keep
+        then) and the dispatcher is running."""
+        from bot.outbox import dispatcher as outbox
+        from bot.outbox.models import OutboxMessage
+
+        d = self.dispatcher
+        rows = [o for o in s.info.pop(_NEW_OUTBOX, ()) if o.broadcast_id is None and o.status == "pending"]
+        if not rows or d is None or not d.taking:
+            return []
+        claim = dict(status="in_flight", locked_by=d.name, locked_until=now + outbox.LEASE)
+        for o in rows:
+            for k, v in claim.items():
+                setattr(o, k, v)
+        # the query flushes them (claimed), so they have ids and are not "others"
+        busy = set((await s.execute(select(OutboxMessage.chat_id).where(
+            OutboxMessage.chat_id.in_({o.chat_id for o in rows}),
+            OutboxMessage.status.in_(("pending", "in_flight", "sending")),
+            OutboxMessage.id.not_in([o.id for o in rows])))).scalars())
+        if busy:
+            for o in rows:
+                if o.chat_id in busy:
+                    o.status, o.locked_by, o.locked_until = "pending", None, None
+        return [o for o in rows if o.chat_id not in busy]
 
     async def recover(self) -> int:
         """Queue what was stored but never handled (the process died with it in hand, or another
@@ -566,9 +626,10 @@ class Core:
         try:
             ev = to_incoming(update, bot_id=self.bot_id, bot_username=self.bot_username)
             async with self._unit(hand) as s:
-                claimed = await s.execute(update_(update["update_id"], now))
-                if claimed.rowcount == 0:
-                    return  # handled before (a redelivery, or another replica)
+                if hand is None or not hand.claimed:
+                    claimed = await s.execute(update_(update["update_id"], now))
+                    if claimed.rowcount == 0:
+                        return  # handled before (a redelivery, or another replica)
                 if ev is None:
                     return
                 from bot.context import Ctx

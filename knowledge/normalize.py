@@ -159,8 +159,14 @@ def normalize(text: str) -> str:
 _EATEN_RE = re.compile(r"^(?:你|您|你们)?(?:今天)?吃(?:饭|过饭|过|早饭|午饭|晚饭)?了(?:吗|没|没有|么|嘛)?$")
 
 
+_CHITCHAT_MAX = 12  # characters: longer than any CHITCHAT word or 「吃了吗」 greeting
+
+
 def is_chitchat(text: str) -> bool:
     """True when the raw text is only greetings/thanks/acknowledgements (or nothing)."""
+    rough = _PUNCT_RE.sub(" ", _EMOJI_RE.sub(" ", unicodedata.normalize("NFKC", text)))
+    if any(len(w) > _CHITCHAT_MAX for w in rough.split()):
+        return False  # a word longer than any greeting: not chit-chat (and no Traditional→Simplified pass)
     t = unicodedata.normalize("NFKC", to_simplified(text)).lower()
     t = _EMOJI_RE.sub(" ", t)
     t = _PUNCT_RE.sub(" ", t).strip()

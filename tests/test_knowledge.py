@@ -37,7 +37,9 @@ DEV_SPLITS = ("faq_dev.yaml", "faq_dev2.yaml", "faq_dev3.yaml")
 SPLIT_FLOORS = {
     "faq_dev.yaml": (0.93, 0.76, 0.01, 0.02),      # measured 95.1 %, 78.6 %, 0.3 %, 0.0 %
     "faq_dev2.yaml": (0.94, 0.70, 0.01, 0.02),     # measured 95.8 %, 72.3 %, 0.3 %, 1.2 %
-    "faq_dev3.yaml": (0.92, 0.69, 0.01, 0.02),     # measured 94.0 %, 71.5 %, 0.7 %, 0.0 %
+    "faq_dev3.yaml": (0.92, 0.69, 0.01, 0.02),     # measured 94.7 %, 71.5 %, 0.7 %, 0.0 %
+    # the third blind split, not learned, measured once after the design was frozen
+    "faq_test.yaml": (0.92, 0.77, 0.01, 0.02),     # measured 93.6 %, 80.0 %, 0.4 %, 1.4 %
 }
 
 

@@ -1,6 +1,6 @@
 """The update path at a steady pace, through the real runner: an update that arrives alone is
-stored and handled in one write transaction (inbox row, chat lease, handler, outbox rows), and
-what does not fit that (an earlier update of the chat still waiting, another replica holding the
+stored and handled in one write transaction (inbox row, chat lease, handler, outbox rows, which
+go to the dispatcher at commit, already claimed), and what does not fit that (an earlier update of the chat still waiting, another replica holding the
 chat, a handler that crashes) still goes the long way, in order, nothing lost."""
 
 from __future__ import annotations
@@ -62,6 +62,16 @@ async def test_an_update_that_arrives_alone_costs_one_write_transaction(bot: Bot
     """Ten questions from ten residents one after another (each its own getUpdates batch): ten
     write transactions on the update path, each storing the update and writing its reply."""
     people = residents(10)
+    dispatcher = bot.core.dispatcher
+    claimed: list[int] = []
+    claim = dispatcher.claim
+
+    async def counted_claim(*a, **kw):
+        rows = await claim(*a, **kw)
+        claimed.extend(r.chat_id for r in rows)
+        return rows
+
+    dispatcher.claim = counted_claim
     log = WriteLog(bot.core.engine)
     try:
         for person in people:
@@ -70,9 +80,12 @@ async def test_an_update_that_arrives_alone_costs_one_write_transaction(bot: Bot
             assert replies, f"no reply to {person.id}"
     finally:
         log.close()
+        del dispatcher.claim
     path = log.update_path()
     assert len(path) == len(people), path
     assert all({"inbox", "outbox"} <= t for t in path), path  # stored and answered together
+    # the replies were handed to the dispatcher at commit, claimed already: no claim took them
+    assert not set(claimed) & {p.id for p in people}, claimed
     async with bot.core.sessionmaker() as s:
         rows = (await s.execute(select(InboxUpdate).where(InboxUpdate.chat_id.in_([p.id for p in people])))).scalars().all()
         leases = (await s.execute(select(Lease).where(Lease.name.like("chat:%")))).scalars().all()

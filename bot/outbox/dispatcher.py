@@ -140,6 +140,16 @@ class OutboxDispatcher:
         """Something was committed to the outbox: look now rather than at the next poll."""
         self._wake.set()
 
+    @property
+    def taking(self) -> bool:
+        """Running, and not stopping: rows may be handed to it (`hand`)."""
+        return self._task is not None and not self._task.done() and self._deadline is None
+
+    def hand(self, rows: list[OutboxMessage]) -> None:
+        """Rows a handler's transaction inserted already claimed for this dispatcher (in_flight,
+        locked_by its name; committed): sent as if claim() had returned them, without a claim."""
+        self._spawn(rows)
+
     def start(self) -> None:
         self._deadline = None
         self._task = asyncio.create_task(self._loop(), name="outbox-dispatcher")
