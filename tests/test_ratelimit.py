@@ -173,9 +173,19 @@ async def test_replies_use_the_whole_rate_and_a_broadcast_takes_what_they_leave(
             kind="broadcast", chat_id=c, payload=Outgoing(chat_id=c, text="明天上午停水").to_json(), status="pending",
             attempts=0, next_attempt_at=now, created_at=now, broadcast_id=1) for c in audience])
     await queue_replies(many, 3)
+    stalls: list[tuple[float, float]] = []  # (when, how long) the event loop did not run at all
+
+    async def watch():
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.005)
+            if (late := time.monotonic() - t - 0.005) > 0.005:
+                stalls.append((t, late))
+
     api = await FakeBotAPI(token=TOKEN).start()
     transport = AiogramTransport(TOKEN, api.base_url)
     d = OutboxDispatcher(sm, transport, limiter=RateLimiter(Limits(global_rate=rate)), on_progress=None)
+    watcher = asyncio.create_task(watch())
     try:
         for c in many + few + audience:
             api.add_chat(c)
@@ -185,6 +195,7 @@ async def test_replies_use_the_whole_rate_and_a_broadcast_takes_what_they_leave(
         d.kick()
         await until_sent(few, 5 * len(few))
     finally:
+        watcher.cancel()
         await d.stop(drain_seconds=0)
         await transport.close()
         await api.stop()
@@ -197,7 +208,10 @@ async def test_replies_use_the_whole_rate_and_a_broadcast_takes_what_they_leave(
     # the first phase, after its first second (the window starts empty): the replies had the rate
     end1 = max(i for i, k in enumerate(kind) if k == "many")
     steady = [i for i in range(end1 + 1) if times[i] >= times[0] + 1.0]
-    replies1 = (sum(1 for i in steady if kind[i] == "many") - 1) / (times[end1] - times[steady[0]])
+    # less the time this (shared, busy) machine did not run the event loop at all: nothing can
+    # be sent then, whatever the limiter
+    stalled = sum(late for t, late in stalls if times[steady[0]] <= t <= times[end1])
+    replies1 = (sum(1 for i in steady if kind[i] == "many") - 1) / (times[end1] - times[steady[0]] - stalled)
     notices1 = sum(1 for i in range(end1) if kind[i] == "notice")
     # the second: from the first reply to the last
     few_at = [i for i, k in enumerate(kind) if k == "few"]
@@ -205,8 +219,8 @@ async def test_replies_use_the_whole_rate_and_a_broadcast_takes_what_they_leave(
     notices2 = sum(1 for i in range(few_at[0], few_at[-1]) if kind[i] == "notice") / took
     replies2 = len(few_at) / took
     print(f"\nrate {rate}/s, busiest second {busiest}: replies {replies1:.1f}/s ({replies1 / rate:.0%}) with "
-          f"{notices1} notices meanwhile; then replies {replies2:.1f}/s and notices {notices2:.1f}/s for {took:.1f} s")
+          f"{notices1} notices meanwhile ({stalled:.2f} s of event-loop stalls); then replies {replies2:.1f}/s and notices {notices2:.1f}/s for {took:.1f} s")
     assert busiest <= rate
     assert replies1 >= 0.95 * rate
-    assert notices1 <= 10
+    assert notices1 <= 3
     assert notices2 >= 0.5 * rate and replies2 + notices2 >= 0.8 * rate

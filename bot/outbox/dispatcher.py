@@ -440,8 +440,17 @@ class OutboxDispatcher:
                 window.answered(turn)  # the turn is given back as if used now
                 raise
         else:
-            await self.limiter.acquire(msg.chat_id)
-            turn = await window.turn(urgent=True)
+            # alone, the turns decide the order: a broadcast row does not take a turn while a reply
+            # is on its way to one
+            coming = self.limiter.solo
+            if coming:
+                window.expect()
+            try:
+                await self.limiter.acquire(msg.chat_id)
+                turn = await window.turn(urgent=True)
+            finally:
+                if coming:
+                    window.unexpect()
             try:
                 await self.limiter.unpaused()
             except BaseException:

@@ -243,6 +243,16 @@ class SendWindow:
         self.answer_time = 0.0  # seconds from leaving to the answer, all requests together
         self.answers = 0
         self.typical_answer = 0.0  # moving average of the same
+        self.coming = 0  # interactive senders on their way to a turn (see expect())
+
+    def expect(self) -> None:
+        """An interactive sender is on its way to a turn (taking its send slot): until it has
+        one (unexpect()), no broadcast request takes a turn that comes free."""
+        self.coming += 1
+
+    def unexpect(self) -> None:
+        self.coming -= 1
+        self._pump()
 
     def _arrived_by(self, entry: list) -> float:
         left, answered = entry
@@ -279,7 +289,7 @@ class SendWindow:
         """Wait for this request's turn; call leaving() right before it and answered() when
         its answer (or an error) comes back."""
         now = self.clock()
-        if not (self._queues[0] or self._queues[1]) and now >= self.next_at(now):
+        if not (self._queues[0] or self._queues[1]) and (urgent or not self.coming) and now >= self.next_at(now):
             return self._give(now)
         fut = asyncio.get_running_loop().create_future()
         self._queues[0 if urgent else 1].append(fut)
@@ -315,8 +325,8 @@ class SendWindow:
             self._timer = None
         while True:
             queue = next((q for q in self._queues if q), None)
-            if queue is None:
-                return
+            if queue is None or (queue is self._queues[1] and self.coming > 0):
+                return  # (an interactive sender on its way calls again when it asks)
             if queue[0].done():  # its sender was cancelled
                 queue.popleft()
                 continue
