@@ -94,13 +94,14 @@ SOLO_BOOKING_WAIT = 0.02
 # seconds of the rate a sender may make up after a late wake-up (in a short burst)
 CREDIT = 0.1
 # The window counts a request from its answer (it had arrived by then), but from at most this
-# long after it left: where answers are quick (under SLOW_ANSWER on average) a slower one is a
-# stall on the way, and it is waited for up to HOLD; where every answer is slow (Telegram answers
-# in 0.1-0.3 s, most of it the same way there and back) what has to be allowed for is how much
-# longer one request takes to arrive than another, GRACE.
-HOLD = 0.25
+# long after it left: where some answers come quickly (a recent one within SLOW_ANSWER), a slow
+# one was held up on the way (a busy event loop, a stalled server), and it is waited for up to
+# HOLD; where every answer is slow, the network is (Telegram answers in 0.1-0.3 s, most of it the
+# same way there and back), and what has to be allowed for is how much longer one request takes
+# to arrive than another, GRACE.
+HOLD = 1.0
 GRACE = 0.05
-SLOW_ANSWER = 0.05
+SLOW_ANSWER = 0.02
 
 
 class SharedBucket:
@@ -214,9 +215,9 @@ class SendWindow:
     may leave at t when fewer than `count` earlier ones can have arrived after t - span (one
     granted and not yet gone counts as arriving any time), so no second at Telegram holds more
     than the rate whatever the network or the event loop did in between, and in whatever order
-    the requests arrived. An answer is waited for only so long (HOLD where answers are quick,
-    GRACE where all are slow, as Telegram's 0.1-0.3 s are): a request is then taken to have
-    arrived within that long of leaving. A sender woken late loses nothing: the window looks
+    the requests arrived. An answer is waited for only so long (HOLD where some answers are
+    quick, GRACE where all are slow, as Telegram's 0.1-0.3 s are): a request is then taken to
+    have arrived within that long of leaving. A sender woken late loses nothing: the window looks
     at when requests left, not at a schedule, so the next one may follow sooner. Within the
     second requests are paced at the rate by a token bucket that saves up to CREDIT seconds of
     it (what a late wake-up lost is made up, a burst after a pause stays small), never closer
@@ -242,7 +243,8 @@ class SendWindow:
         self.waited = 0.0  # seconds senders spent waiting for a turn, all together
         self.answer_time = 0.0  # seconds from leaving to the answer, all requests together
         self.answers = 0
-        self.typical_answer = 0.0  # moving average of the same
+        self._took: deque[float] = deque(maxlen=max(20, 2 * self.count))  # the latest answer times
+        self.slow_network = False  # none of them within SLOW_ANSWER
         self.coming = 0  # interactive senders on their way to a turn (see expect())
 
     def expect(self) -> None:
@@ -258,7 +260,7 @@ class SendWindow:
         left, answered = entry
         if left is None:
             return math.inf
-        latest = left + (GRACE if self.typical_answer > SLOW_ANSWER else HOLD)
+        latest = left + (GRACE if self.slow_network else HOLD)
         return latest if answered is None else min(latest, answered)
 
     def next_at(self, now: float) -> float:
@@ -316,7 +318,8 @@ class SendWindow:
         took = now - entry[0]
         self.answer_time += took
         self.answers += 1
-        self.typical_answer += (took - self.typical_answer) * 0.05
+        self._took.append(took)
+        self.slow_network = len(self._took) >= 10 and min(self._took) > SLOW_ANSWER
         self._pump()  # the window may have opened earlier than the waiters were told
 
     def _pump(self) -> None:
