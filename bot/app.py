@@ -8,8 +8,8 @@ them after commit.
 
 The common case at a steady load is shorter (`take`): an update that arrives alone in its
 `getUpdates` batch, for a chat nobody is busy with, is stored and handled in one transaction
-(inbox row, chat lease, handler, outbox rows), straight from the batch, and its reply is
-woken for at commit.
+(inbox row, chat lease, handler, outbox rows), straight from the batch, and its replies go to
+the outbox dispatcher at commit, already claimed for it.
 """
 
 from __future__ import annotations
@@ -271,9 +271,9 @@ class Core:
         """receive(), handling at once what can be: returns the updates still to `submit`.
 
         An update alone of its chat in a small batch, whose chat this process is not busy with,
-        is stored and handled in one transaction (the chat's lease taken and given back in it,
-        so no replica handles the chat meanwhile, and only if no earlier update of the chat is
-        waiting). The guarantees are receive()'s: when this returns, every update is stored (or
+        is stored and handled in one transaction (the chat's lease looked at, or taken and given
+        back in it, so no replica handles the chat meanwhile, and only if no earlier update of
+        the chat is waiting). The guarantees are receive()'s: when this returns, every update is stored (or
         stored and handled); when it raises, the caller keeps the offset and tries again (an
         update already stored is not stored twice). Anything unusual (the chat is busy, the
         handler failed, a database fault) sends the update the usual way: stored on its own,
