@@ -224,3 +224,40 @@ async def test_replies_use_the_whole_rate_and_a_broadcast_takes_what_they_leave(
     assert replies1 >= 0.95 * rate
     assert notices1 <= 3
     assert notices2 >= 0.5 * rate and replies2 + notices2 >= 0.8 * rate
+
+
+async def test_the_send_window_counts_requests_by_when_they_can_have_arrived():
+    """A request held after its turn (a broadcast row's sending mark) counts as arriving any time
+    until it leaves: meanwhile the others get one turn fewer in every second. Where every answer
+    is slow, the network is: an unanswered request is then taken to arrive within GRACE of
+    leaving."""
+    from bot.outbox.ratelimit import GRACE, SendWindow
+
+    w = SendWindow(5)  # five in any second
+    held = await w.turn()
+    granted: list[float] = []
+
+    async def others():
+        while True:
+            t = await w.turn()
+            granted.append(time.monotonic())
+            w.leaving(t)
+            w.answered(t)
+
+    task = asyncio.create_task(others())
+    await asyncio.sleep(2.5)
+    task.cancel()
+    busiest = max(sum(1 for t in granted if s <= t < s + 1) for s in granted)
+    assert busiest == 4, granted  # the held one may arrive in any of those seconds
+    w.leaving(held)
+    w.answered(held)
+
+    slow = SendWindow(5)
+    for _ in range(10):
+        t = await slow.turn()
+        slow.leaving(t)
+        await asyncio.sleep(0.03)  # every answer slower than 20 ms
+        slow.answered(t)
+    assert slow.slow_network
+    entry = [time.monotonic(), None]  # left, no answer yet
+    assert slow._arrived_by(entry) == entry[0] + GRACE
