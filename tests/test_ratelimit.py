@@ -256,7 +256,7 @@ async def test_the_send_window_counts_requests_by_when_they_can_have_arrived():
     for _ in range(10):
         t = await slow.turn()
         slow.leaving(t)
-        await asyncio.sleep(0.03)  # every answer slower than 20 ms
+        await asyncio.sleep(0.06)  # every answer slower than SLOW_ANSWER
         slow.answered(t)
     assert slow.slow_network
     entry = [time.monotonic(), None]  # left, no answer yet

@@ -236,9 +236,9 @@ class OutboxDispatcher:
         lim = self.limiter
         w = lim.window
         log.info("outbox stopped: %d sent, %d send turns (%.1f s waited for them in all, answers in %.1f ms on "
-                 "average), %d slots given up, %d bookings after another process's, alone: %s", self.sent_count,
-                 w.turns, w.waited, w.answer_time / max(1, w.answers) * 1000, lim.dropped_slots,
-                 lim.shared.others_seen if lim.shared else 0, lim.solo)
+                 "average; network slow: %s), %d slots given up, %d bookings after another process's, alone: %s",
+                 self.sent_count, w.turns, w.waited, w.answer_time / max(1, w.answers) * 1000, w.slow_network,
+                 lim.dropped_slots, lim.shared.others_seen if lim.shared else 0, lim.solo)
 
     async def drain(self) -> None:
         """Deliver until nothing is due now (used by tests, the console and shutdown)."""

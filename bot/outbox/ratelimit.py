@@ -101,7 +101,7 @@ CREDIT = 0.1
 # to arrive than another, GRACE.
 HOLD = 1.0
 GRACE = 0.05
-SLOW_ANSWER = 0.02
+SLOW_ANSWER = 0.05
 
 
 class SharedBucket:
