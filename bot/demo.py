@@ -183,6 +183,9 @@ async def run_demo(db: Path, source: TextIO, interactive: bool, out=print) -> in
     engine = await prepare_database(settings)
     core = Core(settings, engine=engine)
     await core.reload_router()
+    # as `gridbot run` does: built lazily, the first question would read the learned alternates
+    # inside its own handler's transaction and wait for it (SQLite's writer queue)
+    await core.warm()
     core.bot_id, core.bot_username = 1, "gridbot_demo"
     console = ConsoleMessenger({}, out=out, files_dir=db.parent / "files")
     dispatcher = core.attach(console)

@@ -145,6 +145,21 @@ async def test_the_demo_shows_a_chart_and_an_export_one_can_open(tmp_path):
         assert head.startswith(b"\x89PNG") or head.startswith(b"\xef\xbb\xbf"), p
 
 
+async def test_the_demo_answers_its_first_question_at_once(tmp_path):
+    """The demo builds the matcher before the first line, as `gridbot run` does: built lazily,
+    the first question read the learned alternates inside its own handler's transaction and
+    waited the SQLite writer queue's 30 s timeout for itself."""
+    import asyncio
+    import io
+
+    from bot.demo import run_demo
+
+    out: list[str] = []
+    script = io.StringIO("怎么报名当社区志愿者？\n")
+    await asyncio.wait_for(run_demo(tmp_path / "demo.db", script, interactive=False, out=out.append), 20)
+    assert "居委会登记" in "\n".join(out)
+
+
 async def test_admins_hear_daily_of_workers_the_bot_cannot_reach(core):
     from sqlalchemy import update
 
