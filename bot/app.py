@@ -55,6 +55,7 @@ RETRIES = 4  # a passing database fault (no free connection, a deadlock) is retr
 # the updates of a getUpdates batch are stored and handled in transactions of at most this many
 # (Core.take): fewer commits under a backlog, a short hold of SQLite's one writer
 TAKE_CHUNK = 32
+MATCH_MEMO = 2048  # questions whose matches are kept (Core.match)
 
 Feed = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -155,6 +156,10 @@ class Core:
         self._router = None
         self._matcher = None
         self._premade: dict[str, tuple[Any, Any]] = {}  # text -> (matcher, its match): Core._prematch
+        # the latest questions' matches (a matcher gives the same answer to the same text; residents
+        # ask the same few things at once: a water cut, a notice); emptied when the matcher changes
+        self._memo: dict[str, Any] = {}
+        self._memo_for = None
         self.faq_extra: dict[str, list[str]] = {}  # admins' links {entry id: [wording, …]} (faq_alternates)
         self.processed = 0
         self.health = DbHealth(self.engine, log)
@@ -213,10 +218,16 @@ class Core:
         """The knowledge base's answer to a question, computed off the event loop."""
         if self._matcher is None:
             await self.warm()
+        m = self._matcher
         made = self._premade.get(text)
-        if made is not None and made[0] is self._matcher:
+        if made is not None and made[0] is m:
             return made[1]
-        return await _off_loop(self._matcher.match, text)
+        memo = self._memo_of(m)
+        if text in memo:
+            return memo[text]
+        result = await _off_loop(m.match, text)
+        self._remember(m, text, result)
+        return result
 
     async def rebuild_matcher(self) -> int:
         """reload_matcher() off the event loop (building takes a second or more)."""
@@ -324,7 +335,8 @@ class Core:
         """Store and handle updates (in update_id order) in one transaction. Per update, True:
         handled; False: stored but not handled (submit it). None: nothing written (store them
         the usual way)."""
-        from bot.core_models import Lease
+        from bot.context import NO_STATE
+        from bot.core_models import Conversation, Lease
         from bot.people.models import Person
 
         now = self.clock()
@@ -370,8 +382,17 @@ class Core:
                     await s.execute(insert_ignore(s, InboxUpdate), rows)
                 mine = [k for k, u in enumerate(chunk) if chat_of(u) not in busy]
                 # the people of the chunk, loaded at once (the handlers then find them in the session)
-                people = list((await s.execute(select(Person).where(Person.id.in_(
-                    {uid for k in mine if (uid := _user_id(chunk[k])) is not None})))).scalars()) if mine else []
+                # the people and conversations of the chunk, loaded at once (the handlers find them
+                # in the session, or know there is none)
+                users = {k: uid for k in mine if (uid := _user_id(chunk[k])) is not None}
+                people = list((await s.execute(select(Person).where(Person.id.in_(set(users.values())))))
+                              .scalars()) if users else []
+                pairs = {(chat_of(chunk[k]), uid) for k, uid in users.items()}
+                if pairs:
+                    people += list((await s.execute(select(Conversation).where(
+                        Conversation.chat_id.in_({c for c, _ in pairs}),
+                        Conversation.user_id.in_({u for _, u in pairs})))).scalars())
+                    s.info[NO_STATE] = pairs - {(o.chat_id, o.user_id) for o in people if isinstance(o, Conversation)}
                 for k in mine:
                     hand = _InHand(uids[k], session=s, claimed=True)
                     hands.append(hand)
@@ -438,10 +459,26 @@ class Core:
         from handlers.faq import MAX_QUESTION  # longer ones are refused, not matched
 
         texts = {t for u in chunk if (t := _question_text(u)) and len(t) <= MAX_QUESTION}
-        if not texts:
-            return {}
-        got = await _off_loop(lambda: {t: m.match(t) for t in texts})
-        return {t: (m, r) for t, r in got.items()}
+        memo = self._memo_of(m)
+        known = {t: (m, memo[t]) for t in texts if t in memo}
+        texts -= known.keys()
+        if texts:
+            got = await _off_loop(lambda: {t: m.match(t) for t in texts})
+            for t, r in got.items():
+                self._remember(m, t, r)
+                known[t] = (m, r)
+        return known
+
+    def _memo_of(self, m) -> dict:
+        if self._memo_for is not m:
+            self._memo_for, self._memo = m, {}
+        return self._memo
+
+    def _remember(self, m, text: str, result) -> None:
+        memo = self._memo_of(m)
+        if len(memo) >= MATCH_MEMO:
+            del memo[next(iter(memo))]  # the oldest
+        memo[text] = result
 
     async def _claim_replies(self, s, now: datetime) -> list:
         """The replies this transaction queued, claimed in it for this process's dispatcher and
