@@ -161,6 +161,7 @@ class Core:
         self._memo: dict[str, Any] = {}
         self._memo_for = None
         self.faq_extra: dict[str, list[str]] = {}  # admins' links {entry id: [wording, …]} (faq_alternates)
+        self._learning: asyncio.Task | None = None  # reading faq_extra after a lazy build (match)
         self.processed = 0
         self.health = DbHealth(self.engine, log)
         self.errors = ErrorLog(log)
@@ -186,8 +187,9 @@ class Core:
     def _new_matcher(self):
         return _new_matcher(self.settings.kb_path, self.faq_extra)
 
-    async def load_faq_alternates(self) -> None:
-        """The wordings admins linked to entries (kept in the database) — before the index is built."""
+    async def load_faq_alternates(self) -> bool:
+        """The wordings admins linked to entries (kept in the database) — before the index is built.
+        False when they could not be read (no schema yet)."""
         from sqlalchemy import select
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -200,8 +202,9 @@ class Core:
                         select(FaqAlternate.entry_id, FaqAlternate.text).order_by(FaqAlternate.id))).all():
                     extra.setdefault(entry_id, []).append(text)
         except SQLAlchemyError:  # no schema yet (a bare CLI use): nothing was linked
-            return
+            return False
         self.faq_extra = extra
+        return True
 
     async def warm(self) -> None:
         """Build the knowledge index and its rankers before the first update, off the event loop:
@@ -217,7 +220,14 @@ class Core:
     async def match(self, text: str):
         """The knowledge base's answer to a question, computed off the event loop."""
         if self._matcher is None:
-            await self.warm()
+            # not warmed (tests, the console): the caller is likely a handler in its transaction,
+            # where reading the database would open a second one (on SQLite it would wait for the
+            # caller's). Built from the wordings already loaded; those in the database are read
+            # by a task of its own once the caller's transaction is over, and the index rebuilt
+            # if they differ.
+            self._matcher = await _off_loop(_built_matcher, self.settings.kb_path, self.faq_extra)
+            if self._learning is None:
+                self._learning = asyncio.create_task(self._learn_alternates())
         m = self._matcher
         made = self._premade.get(text)
         if made is not None and made[0] is m:
@@ -228,6 +238,19 @@ class Core:
         result = await _off_loop(m.match, text)
         self._remember(m, text, result)
         return result
+
+    async def _learn_alternates(self) -> None:
+        known = {k: list(v) for k, v in self.faq_extra.items()}
+        try:
+            if not await self.load_faq_alternates():
+                return
+            for entry_id, texts in known.items():  # linked here meanwhile (not committed yet)
+                have = self.faq_extra.setdefault(entry_id, [])
+                have += [t for t in texts if t not in have]
+            if self.faq_extra != known:
+                self._matcher = await _off_loop(_built_matcher, self.settings.kb_path, self.faq_extra)
+        except Exception as e:  # the matcher keeps what it had
+            log.warning("loading the learned FAQ wordings failed: %s: %s", type(e).__name__, e)
 
     async def rebuild_matcher(self) -> int:
         """reload_matcher() off the event loop (building takes a second or more)."""
