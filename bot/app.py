@@ -153,6 +153,7 @@ class Core:
         self._router = None
         self._matcher = None
         self.faq_extra: dict[str, list[str]] = {}  # admins' links {entry id: [wording, …]} (faq_alternates)
+        self._learning: asyncio.Task | None = None  # reading faq_extra after a lazy build (match)
         self.processed = 0
         self.health = DbHealth(self.engine, log)
         self.errors = ErrorLog(log)
@@ -178,8 +179,9 @@ class Core:
     def _new_matcher(self):
         return _new_matcher(self.settings.kb_path, self.faq_extra)
 
-    async def load_faq_alternates(self) -> None:
-        """The wordings admins linked to entries (kept in the database) — before the index is built."""
+    async def load_faq_alternates(self) -> bool:
+        """The wordings admins linked to entries (kept in the database) — before the index is built.
+        False when they could not be read (no schema yet)."""
         from sqlalchemy import select
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -192,8 +194,9 @@ class Core:
                         select(FaqAlternate.entry_id, FaqAlternate.text).order_by(FaqAlternate.id))).all():
                     extra.setdefault(entry_id, []).append(text)
         except SQLAlchemyError:  # no schema yet (a bare CLI use): nothing was linked
-            return
+            return False
         self.faq_extra = extra
+        return True
 
     async def warm(self) -> None:
         """Build the knowledge index and its rankers before the first update, off the event loop:
@@ -209,8 +212,28 @@ class Core:
     async def match(self, text: str):
         """The knowledge base's answer to a question, computed off the event loop."""
         if self._matcher is None:
-            await self.warm()
+            # not warmed (tests, the console): the caller is likely a handler in its transaction,
+            # where reading the database would open a second one (on SQLite it would wait for the
+            # caller's). Built from the wordings already loaded; those in the database are read
+            # by a task of its own once the caller's transaction is over, and the index rebuilt
+            # if they differ.
+            self._matcher = await _off_loop(_built_matcher, self.settings.kb_path, self.faq_extra)
+            if self._learning is None:
+                self._learning = asyncio.create_task(self._learn_alternates())
         return await _off_loop(self._matcher.match, text)
+
+    async def _learn_alternates(self) -> None:
+        known = {k: list(v) for k, v in self.faq_extra.items()}
+        try:
+            if not await self.load_faq_alternates():
+                return
+            for entry_id, texts in known.items():  # linked here meanwhile (not committed yet)
+                have = self.faq_extra.setdefault(entry_id, [])
+                have += [t for t in texts if t not in have]
+            if self.faq_extra != known:
+                self._matcher = await _off_loop(_built_matcher, self.settings.kb_path, self.faq_extra)
+        except Exception as e:  # the matcher keeps what it had
+            log.warning("loading the learned FAQ wordings failed: %s: %s", type(e).__name__, e)
 
     async def rebuild_matcher(self) -> int:
         """reload_matcher() off the event loop (building takes a second or more)."""
