@@ -16,7 +16,9 @@ medians of the runs.
 Scenarios:
 - backlog:  N questions from R residents are queued before the bot starts. replies/s (server
             side, first to last reply) against the configured global rate; handled updates/s
-            (bot side) against the echo bot's; write transactions per update.
+            (bot side) against the echo bot's; write transactions per update. The questions are
+            the knowledge base's own wordings (333 texts, asked in turn); with --distinct each
+            gets a number appended, so no match can come from the bot's memo of recent ones.
 - broadcast: the same backlog while a broadcast to B other chats is due: the replies' rate must
             not drop, the broadcast takes what the replies leave.
 - latency:  20 questions/s (each from a different resident) from the moment the bot is ready;
@@ -342,7 +344,8 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))]
 
 
-async def backlog(bot: str, framework: str, db: str, rate: float, n: int, residents: int, broadcast: int = 0) -> dict:
+async def backlog(bot: str, framework: str, db: str, rate: float, n: int, residents: int, broadcast: int = 0,
+                  distinct: bool = False) -> dict:
     qs = questions()
     from tests.fakebotapi import message
 
@@ -351,7 +354,9 @@ async def backlog(bot: str, framework: str, db: str, rate: float, n: int, reside
         for i in range(broadcast):
             r.api.add_chat(BROADCAST_BASE + i)
         for k in range(n):
-            r.api.push_update(message(_resident(k % residents), text=qs[k % len(qs)]))
+            # --distinct: no two questions alike (the bot's memo of recent matches never helps)
+            text = f"{qs[k % len(qs)]} {k}" if distinct else qs[k % len(qs)]
+            r.api.push_update(message(_resident(k % residents), text=text))
         await r.start()
         await r.wait_replies(RESIDENT_BASE, RESIDENT_BASE + residents, n, timeout=n / rate * 3 + 60)
         res = await r.finish()
@@ -429,7 +434,7 @@ async def main(a) -> list[dict]:
                     url = pg or sqlite_url(f"{fw}-{run}")
                     res = {}
                     if "handled" in only:
-                        res["backlog"] = await backlog(bot, fw, url, a.rate, a.n, a.residents)
+                        res["backlog"] = await backlog(bot, fw, url, a.rate, a.n, a.residents, distinct=a.distinct)
                         url = pg or sqlite_url(f"{fw}-{run}b")
                     if "broadcast" in only and bot == "gridbot":
                         res["broadcast"] = await backlog(bot, fw, url, a.rate, a.n, a.residents, broadcast=a.broadcast)
@@ -481,6 +486,8 @@ if __name__ == "__main__":
     p.add_argument("--residents", type=int, default=None)
     p.add_argument("--broadcast", type=int, default=None, help="broadcast recipients in the broadcast scenario")
     p.add_argument("--rate", type=float, default=25.0, help="GRIDBOT_BROADCAST_RATE")
+    p.add_argument("--distinct", action="store_true",
+                   help="backlog questions all different (a number appended): the 2,000 default ones are 333 texts")
     p.add_argument("--per-s", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--frameworks", default="aiogram,ptb")
