@@ -149,14 +149,24 @@ class _Chase:
     by_lang: dict[str, Texts] = field(default_factory=dict)
 
     @classmethod
-    async def load(cls, session: AsyncSession, settings, now: datetime, cases: list[_Due]) -> _Chase:
-        tree = await load_tree(session=session)
-        admins = await admin_ids(session, settings)
-        wanted = {c.assignee_id for c in cases} | {n.supervisor for n in tree.nodes.values()} | set(admins)
-        return cls(session=session, settings=settings, now=now,
-                   categories={c.id: c for c in (await session.execute(select(Category))).scalars()},
-                   tree=tree, people=await preload_people(session, wanted), admins=admins,
-                   reopened_at=await _reopen_times(session, cases), letters=Letters(now))
+    async def load(cls, session: AsyncSession, settings, now: datetime, cases: list[_Due],
+                   before: _Chase | None = None) -> _Chase:
+        """What the batch needs; the areas, categories, admins and people an earlier batch of
+        the same run loaded are kept (the sessions do not expire them at commit): only the
+        people new to this batch are read."""
+        if before is None:
+            tree = await load_tree(session=session)
+            admins = await admin_ids(session, settings)
+            categories = {c.id: c for c in (await session.execute(select(Category))).scalars()}
+            people: dict[int, Person] = {}
+            wanted = {n.supervisor for n in tree.nodes.values()} | set(admins)
+        else:
+            tree, admins, categories, people = before.tree, before.admins, before.categories, before.people
+            wanted = set()
+        wanted |= {c.assignee_id for c in cases}
+        people = {**people, **await preload_people(session, wanted - people.keys())}
+        return cls(session=session, settings=settings, now=now, categories=categories, tree=tree, people=people,
+                   admins=admins, reopened_at=await _reopen_times(session, cases), letters=Letters(now))
 
     def record(self, action: str, c: _Due) -> None:
         """The case's history row for a chase step (no change of status)."""
@@ -286,6 +296,7 @@ async def sweep(core, now: datetime, *, batch: int = BATCH, max_batches: int = M
     """Reminders, overdue and escalation for every open case that is due a look."""
     counts: Counter = Counter()
     checked = 0
+    ch = None
     for _ in range(max_batches):
         async with core.sessionmaker() as s, s.begin():
             q = (select(*_DUE_COLUMNS).where(Case.status.in_(OPEN), Case.next_check_at <= now)
@@ -294,7 +305,7 @@ async def sweep(core, now: datetime, *, batch: int = BATCH, max_batches: int = M
             cases = [_Due(row) for row in (await s.execute(q)).all()]
             if not cases:
                 break
-            ch = await _Chase.load(s, core.settings, now, cases)
+            ch = await _Chase.load(s, core.settings, now, cases, ch)
             for c in cases:
                 await chase(ch, c)
             await ch.write(cases)
