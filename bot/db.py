@@ -53,11 +53,14 @@ def is_sqlite(url_or_engine: Any) -> bool:
 
 def make_engine(url: str, **kw: Any) -> AsyncEngine:
     if is_sqlite(url):
+        from bot.sqlite_cursor import fuse
+
         kw.setdefault("connect_args", {"timeout": 30})
         engine = create_async_engine(url, **kw)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            fuse(dbapi_conn)  # one trip to aiosqlite's thread per statement
             dbapi_conn.isolation_level = None  # BEGIN is ours (below), not pysqlite's
             cur = dbapi_conn.cursor()
             # WAL lets the outbox dispatcher read while a handler writes; busy_timeout makes
@@ -84,6 +87,61 @@ def make_engine(url: str, **kw: Any) -> AsyncEngine:
     return create_async_engine(url, **kw)
 
 
+class WriterReentryError(RuntimeError):
+    """A transaction would wait for SQLite's writer while the task that holds it waits for this
+    one: the task (or a task it awaits) opened a second session while its first transaction is
+    open. It would never get the writer (SQLite's busy handler cannot succeed either: the other
+    connection holds SQLite's write lock), so it fails at once instead of after the busy timeout."""
+
+
+class _Queue:
+    """One event loop's writer lock and the task that took it."""
+
+    __slots__ = ("loop", "lock", "owner")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop, self.lock, self.owner = loop, asyncio.Lock(), None
+
+
+def _awaited_by(task: Any) -> list[Any]:
+    """What wakes up when `task` (or a future) completes: the tasks and futures waiting for it
+    (a task awaiting it, gather(), wait(), wait_for(), shield(), a TaskGroup's exit), read from
+    its done callbacks."""
+    import functools
+
+    found: list[Any] = []
+    for cb, *_ in getattr(task, "_callbacks", None) or ():
+        owner = getattr(cb, "__self__", None)
+        if isinstance(owner, asyncio.Future):
+            found.append(owner)  # a task's wakeup: it awaits this one directly
+        elif owner is not None and isinstance(getattr(owner, "_on_completed_fut", None), asyncio.Future):
+            found.append(owner._on_completed_fut)  # noqa: SLF001 (a TaskGroup in its exit)
+        if isinstance(cb, functools.partial):
+            found += [a for a in cb.args if isinstance(a, asyncio.Future)]
+        for cell in getattr(cb, "__closure__", None) or ():
+            try:
+                v = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(v, asyncio.Future) and v is not task:
+                found.append(v)
+    return found
+
+
+def _waits_for(holder: Any, task: Any) -> bool:
+    """Is `holder` the task itself, or waiting (through any chain of awaits) for it to finish?"""
+    seen: set[int] = set()
+    todo = [task]
+    while todo and len(seen) < 10_000:
+        f = todo.pop()
+        if f is holder:
+            return True
+        if id(f) not in seen:
+            seen.add(id(f))
+            todo += _awaited_by(f)
+    return False
+
+
 class _SqliteWriter:
     """SQLite has one writer; every transaction here is BEGIN IMMEDIATE, so each takes it. When
     several connections of one process want it at once, the losers sleep in SQLite's busy
@@ -95,15 +153,19 @@ class _SqliteWriter:
     handler. A transaction waiting longer than the busy timeout goes on without the lock and
     lets SQLite decide (as before). The dialect's begin, commit and rollback are wrapped (not
     engine events: a transaction waits for the lock there, and SQLAlchemy must not be iterating
-    its listeners meanwhile)."""
+    its listeners meanwhile).
+
+    A transaction that would wait for the lock held by its own task, or by a task that awaits
+    it (a child task awaited inside a transaction), raises WriterReentryError at once, when it
+    starts waiting or later while it waits: it could never get it."""
 
     def __init__(self, engine: AsyncEngine, timeout: float) -> None:
         from sqlalchemy.util.concurrency import await_only, in_greenlet
 
         self._await, self._in_greenlet = await_only, in_greenlet
         self.timeout = timeout
-        self._locks: dict[int, tuple[Any, asyncio.Lock]] = {}  # id(loop) -> (loop, lock)
-        self._held: dict[int, asyncio.Lock] = {}  # id(DBAPI connection) -> the lock it holds
+        self._queues: dict[int, _Queue] = {}  # id(loop) -> its lock
+        self._held: dict[int, _Queue] = {}  # id(DBAPI connection) -> the lock it holds
         dialect = engine.sync_engine.dialect
         commit, rollback = dialect.do_commit, dialect.do_rollback
 
@@ -140,23 +202,60 @@ class _SqliteWriter:
         if token is None or id(token) in self._held or not self._in_greenlet():
             return
         loop = asyncio.get_running_loop()
-        entry = self._locks.get(id(loop))
-        if entry is None or entry[0] is not loop:
-            entry = self._locks[id(loop)] = (loop, asyncio.Lock())
-        lock = entry[1]
-        if lock.locked() or lock._waiters:  # noqa: SLF001 (fast path: nothing to wait for)
-            try:
-                self._await(asyncio.wait_for(lock.acquire(), self.timeout))
-            except (TimeoutError, asyncio.TimeoutError):
+        q = self._queues.get(id(loop))
+        if q is None or q.loop is not loop:
+            q = self._queues[id(loop)] = _Queue(loop)
+        me = asyncio.current_task()
+        if q.lock.locked() or q.lock._waiters:  # noqa: SLF001 (fast path: nothing to wait for)
+            self._check(q, me)
+            if not self._await(self._wait(q, me)):
                 return  # stuck behind a transaction that waits on this one: SQLite decides
         else:
-            self._await(lock.acquire())
-        self._held[id(token)] = lock
+            self._await(q.lock.acquire())
+        q.owner = me
+        self._held[id(token)] = q
+
+    @staticmethod
+    def _check(q: _Queue, me: Any) -> None:
+        holder = q.owner
+        if holder is None or me is None or not q.lock.locked() or not _waits_for(holder, me):
+            return
+        who = "this task" if holder is me else f"task {holder.get_name()!r}, which awaits this one,"
+        raise WriterReentryError(
+            f"a second transaction would wait for SQLite's writer, which {who} holds through another "
+            "connection (an open transaction): it could never get it. Use the open session, or open "
+            "this one after that transaction ends.")
+
+    async def _wait(self, q: _Queue, me: Any) -> bool:
+        """Wait in line for the lock: True once taken, False after the busy timeout. Looks again
+        now and then whether the holder has come to wait for this task (it raises then)."""
+        acquire = asyncio.ensure_future(q.lock.acquire())
+        deadline = q.loop.time() + self.timeout
+        step, got = 0.05, False
+        try:
+            while True:
+                left = deadline - q.loop.time()
+                if left <= 0:
+                    return False
+                await asyncio.wait((acquire,), timeout=min(step, left))
+                if acquire.done():
+                    got = not acquire.cancelled() and acquire.exception() is None
+                    return got
+                self._check(q, me)
+                step = min(step * 2, 1.0)
+        finally:
+            if got:
+                pass  # the caller records it
+            elif not acquire.done():
+                acquire.cancel()  # out of the line (a lock handed to it meanwhile goes on to the next)
+            elif not acquire.cancelled() and acquire.exception() is None:
+                q.lock.release()  # taken just as this waiter gave up (cancelled)
 
     def give(self, token: Any) -> None:
-        lock = self._held.pop(id(token), None) if token is not None else None
-        if lock is not None and lock.locked():
-            lock.release()
+        q = self._held.pop(id(token), None) if token is not None else None
+        if q is not None and q.lock.locked():
+            q.owner = None
+            q.lock.release()
 
 
 # --- outages -------------------------------------------------------------------------------
