@@ -230,11 +230,21 @@ async def _run_echo_ptb(cfg: dict, stop, ready, out) -> None:
 
 def _child(cfg: dict, stop, ready, out) -> None:
     fn = {"gridbot": _run_gridbot, "echo-aiogram": _run_echo_aiogram, "echo-ptb": _run_echo_ptb}[cfg["bot"]]
+    prof = os.environ.get("GRIDBOT_BENCH_PROFILE") if cfg["bot"] == "gridbot" else None
+    if prof:  # a profile of the bot process's event-loop thread: GRIDBOT_BENCH_PROFILE=/tmp/prof (cProfile)
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         asyncio.run(fn(cfg, stop, ready, out))
     except BaseException as e:  # the parent waits for a result either way
         out.put(dict(error=f"{type(e).__name__}: {e}"))
         raise
+    finally:
+        if prof:
+            profiler.disable()
+            profiler.dump_stats(f"{prof}-{cfg['framework']}-{os.getpid()}.pstats")
 
 
 # --- the load (this process) ----------------------------------------------------------------------

@@ -6,10 +6,11 @@ framework's dispatcher, which hands it back to `process`: one transaction that c
 inbox row, runs the handler and writes its replies to the outbox. The outbox dispatcher sends
 them after commit.
 
-The common case at a steady load is shorter (`take`): an update that arrives alone in its
-`getUpdates` batch, for a chat nobody is busy with, is stored and handled in one transaction
-(inbox row, chat lease, handler, outbox rows), straight from the batch, and its replies go to
-the outbox dispatcher at commit, already claimed for it.
+The common case is shorter (`take`): the updates of a `getUpdates` batch whose chats nobody
+is busy with are stored and handled straight from the batch, up to TAKE_CHUNK of them in one
+transaction (inbox rows, chat leases, handlers, outbox rows), their FAQ questions matched
+before it begins, and their replies go to the outbox dispatcher at commit, already claimed
+for it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, event, select, update
+from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
@@ -50,9 +52,10 @@ log = logging.getLogger("gridbot")
 # a chat's lease: renewed while its updates are handled, free again this long after its holder died
 CHAT_LEASE = timedelta(seconds=6)
 RETRIES = 4  # a passing database fault (no free connection, a deadlock) is retried this often
-# a getUpdates batch of at most this many updates is handled as it is stored (Core.take); a
-# bigger one (a backlog) is stored in one transaction and handled chat by chat
-INLINE_BATCH = 8
+# the updates of a getUpdates batch are stored and handled in transactions of at most this many
+# (Core.take): fewer commits under a backlog, a short hold of SQLite's one writer
+TAKE_CHUNK = 32
+MATCH_MEMO = 2048  # questions whose matches are kept (Core.match)
 
 Feed = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -152,6 +155,11 @@ class Core:
         self._slots = asyncio.Semaphore(settings.max_concurrent_chats)
         self._router = None
         self._matcher = None
+        self._premade: dict[str, tuple[Any, Any]] = {}  # text -> (matcher, its match): Core._prematch
+        # the latest questions' matches (a matcher gives the same answer to the same text; residents
+        # ask the same few things at once: a water cut, a notice); emptied when the matcher changes
+        self._memo: dict[str, Any] = {}
+        self._memo_for = None
         self.faq_extra: dict[str, list[str]] = {}  # admins' links {entry id: [wording, …]} (faq_alternates)
         self._learning: asyncio.Task | None = None  # reading faq_extra after a lazy build (match)
         self.processed = 0
@@ -220,7 +228,16 @@ class Core:
             self._matcher = await _off_loop(_built_matcher, self.settings.kb_path, self.faq_extra)
             if self._learning is None:
                 self._learning = asyncio.create_task(self._learn_alternates())
-        return await _off_loop(self._matcher.match, text)
+        m = self._matcher
+        made = self._premade.get(text)
+        if made is not None and made[0] is m:
+            return made[1]
+        memo = self._memo_of(m)
+        if text in memo:
+            return memo[text]
+        result = await _off_loop(m.match, text)
+        self._remember(m, text, result)
+        return result
 
     async def _learn_alternates(self) -> None:
         known = {k: list(v) for k, v in self.faq_extra.items()}
@@ -293,84 +310,124 @@ class Core:
     async def take(self, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """receive(), handling at once what can be: returns the updates still to `submit`.
 
-        An update alone of its chat in a small batch, whose chat this process is not busy with,
-        is stored and handled in one transaction (the chat's lease looked at, or taken and given
-        back in it, so no replica handles the chat meanwhile, and only if no earlier update of
-        the chat is waiting). The guarantees are receive()'s: when this returns, every update is stored (or
-        stored and handled); when it raises, the caller keeps the offset and tries again (an
-        update already stored is not stored twice). Anything unusual (the chat is busy, the
-        handler failed, a database fault) sends the update the usual way: stored on its own,
-        then handled in its chat's turn, where failures are retried, kept and reported.
+        The updates of chats this process is not busy with are stored and handled in a few
+        transactions of up to TAKE_CHUNK updates each, in update_id order: their chats' leases
+        looked at (SQLite: the transaction holds the one writer) or taken and given back in
+        the transaction (PostgreSQL), so no replica handles those chats meanwhile, and a chat
+        is only handled here if no earlier update of it is waiting in the inbox. The FAQ
+        matches of a chunk's questions are computed before its transaction begins. The
+        guarantees are receive()'s: when this returns, every update is stored (or stored and
+        handled); when it raises, the caller keeps the offset and tries again (an update
+        already stored is not stored twice). Anything unusual (the chat is busy, a handler
+        failed, a database fault) sends the update the usual way: stored on its own, then
+        handled in its chat's turn, where failures are retried, kept and reported. A chunk is
+        all or nothing: when one of its updates fails, the chunk is undone and all its updates
+        go the usual way.
         """
         if not updates:
             return []
-        chats: dict[int | None, int] = {}
-        for u in updates:
-            c = chat_of(u)
-            chats[c] = chats.get(c, 0) + 1
         inline, rest = [], []
-        small = len(updates) <= INLINE_BATCH and not self.health.is_down
+        ok = not self.health.is_down
         for u in updates:
             c = chat_of(u)
-            if small and c is not None and chats[c] == 1 and c not in self._chains and not self._arriving.get(c):
+            if ok and c is not None and c not in self._chains and not self._arriving.get(c):
                 inline.append(u)
             else:
                 rest.append(u)
         left = await self.receive(rest) if rest else []
-        if len(inline) == 1:
-            done = [await self._take_one(inline[0])]
-        else:
-            done = list(await asyncio.gather(*(self._take_one(u) for u in inline)))
-        again = [u for u, d in zip(inline, done) if d is None]  # nothing of it was written
-        left += await self.receive(again) if again else []
-        left += [u for u, d in zip(inline, done) if d is False]  # stored, not handled
+        inline.sort(key=lambda u: int(u["update_id"]))
+        chunks = [inline[i:i + TAKE_CHUNK] for i in range(0, len(inline), TAKE_CHUNK)]
+        # the next chunk's questions are matched (in the matcher's thread) while this chunk's
+        # transaction runs (on the event loop and in the database's thread)
+        ahead = asyncio.create_task(self._prematch(chunks[0])) if chunks else None
+        try:
+            for i, chunk in enumerate(chunks):
+                premade = await ahead
+                ahead = asyncio.create_task(self._prematch(chunks[i + 1])) if i + 1 < len(chunks) else None
+                done = await self._take_many(chunk, premade)
+                if done is None:  # nothing of it was written
+                    left += await self.receive(chunk)
+                else:
+                    left += [u for u, d in zip(chunk, done) if not d]  # stored, not handled
+        finally:
+            if ahead is not None:
+                ahead.cancel()
         return left
 
-    async def _take_one(self, update: dict[str, Any]) -> bool | None:
-        """Store and handle one update in one transaction. True: done; False: stored but not
-        handled (submit it); None: nothing written (store it the usual way)."""
-        from bot import leases
-        from bot.core_models import Lease
+    async def _take_many(self, chunk: list[dict[str, Any]], premade: dict | None = None) -> list[bool] | None:
+        """Store and handle updates (in update_id order) in one transaction. Per update, True:
+        handled; False: stored but not handled (submit it). None: nothing written (store them
+        the usual way)."""
+        from bot.context import NO_STATE
+        from bot.core_models import Conversation, Lease
+        from bot.people.models import Person
 
-        uid, chat = int(update["update_id"]), chat_of(update)
-        name = f"chat:{chat}"
         now = self.clock()
-        hand = _InHand(uid)
-        handled = False
+        uids = [int(u["update_id"]) for u in chunk]
+        chats = sorted({chat_of(u) for u in chunk})
+        names = [f"chat:{c}" for c in chats]
+        hands: list[_InHand] = []
+        done = [False] * len(chunk)
         handed: list = []
-        earlier = (select(InboxUpdate.update_id).where(InboxUpdate.chat_id == chat, InboxUpdate.handled_at.is_(None),
-                                                       InboxUpdate.update_id < uid).exists())
+        self._premade = premade or {}
         try:
             async with self.sessionmaker() as s, s.begin():
-                hand.session = s
                 s.info[_NEW_OUTBOX] = []
-                leased = False
+                leased: list[str] = []
                 if dialect_name(s) == "sqlite":
                     # the transaction holds SQLite's one writer (BEGIN IMMEDIATE): nobody can take
-                    # the chat or store an update meanwhile, so one look is enough
-                    held = select(Lease.name).where(Lease.name == name, Lease.holder != self.holder,
-                                                    Lease.expires_at > now).exists()
-                    free = not any((await s.execute(select(held, earlier))).one())
+                    # a chat or store an update meanwhile, so one look is enough
+                    held = set((await s.execute(select(Lease.name).where(
+                        Lease.name.in_(names), Lease.holder != self.holder, Lease.expires_at > now))).scalars())
+                    busy = {c for c, n in zip(chats, names) if n in held}
                 else:
-                    # the lease row, taken and given back in this transaction, is locked until it
-                    # commits: another replica's claim of the chat waits for it
-                    leased = await leases.take(s, name, self.holder, CHAT_LEASE, now)
-                    free = leased and not (await s.execute(select(earlier))).scalar()
-                row = dict(update_id=uid, chat_id=chat, payload=update, received_at=now, attempts=0)
-                if free:
-                    row.update(handled_at=now, attempts=1)  # claimed as it is stored
-                stored = await s.execute(insert_ignore(s, InboxUpdate).values(**row))
-                if stored.rowcount == 1 and free:
-                    hand.claimed = True
+                    # the lease rows, taken and given back in this transaction, are locked until it
+                    # commits: another replica's claim of these chats waits for it
+                    leased = await self._take_leases(s, names, now)
+                    busy = {c for c, n in zip(chats, names) if n not in leased}
+                # a chat with an update waiting in the inbox (or one of these sent again) is
+                # handled in its turn, after it
+                busy |= set((await s.execute(select(InboxUpdate.chat_id).where(
+                    InboxUpdate.chat_id.in_(chats), InboxUpdate.handled_at.is_(None)).distinct())).scalars())
+                seen_before = set((await s.execute(select(InboxUpdate.update_id).where(
+                    InboxUpdate.update_id.in_(uids)))).scalars())
+                busy |= {chat_of(u) for u, uid in zip(chunk, uids) if uid in seen_before}
+                rows = []
+                for u, uid in zip(chunk, uids):
+                    if uid in seen_before:
+                        continue
+                    row = dict(update_id=uid, chat_id=chat_of(u), payload=u, received_at=now, attempts=0,
+                               handled_at=None)
+                    if chat_of(u) not in busy:
+                        row.update(handled_at=now, attempts=1)  # claimed as it is stored
+                    rows.append(row)
+                if rows:
+                    await s.execute(insert_ignore(s, InboxUpdate), rows)
+                mine = [k for k, u in enumerate(chunk) if chat_of(u) not in busy]
+                # the people of the chunk, loaded at once (the handlers then find them in the session)
+                # the people and conversations of the chunk, loaded at once (the handlers find them
+                # in the session, or know there is none)
+                users = {k: uid for k in mine if (uid := _user_id(chunk[k])) is not None}
+                people = list((await s.execute(select(Person).where(Person.id.in_(set(users.values())))))
+                              .scalars()) if users else []
+                pairs = {(chat_of(chunk[k]), uid) for k, uid in users.items()}
+                if pairs:
+                    people += list((await s.execute(select(Conversation).where(
+                        Conversation.chat_id.in_({c for c, _ in pairs}),
+                        Conversation.user_id.in_({u for _, u in pairs})))).scalars())
+                    s.info[NO_STATE] = pairs - {(o.chat_id, o.user_id) for o in people if isinstance(o, Conversation)}
+                for k in mine:
+                    hand = _InHand(uids[k], session=s, claimed=True)
+                    hands.append(hand)
                     token = _IN_HAND.set(hand)
                     try:
-                        await self.feed(update)
+                        await self.feed(chunk[k])
                     except Exception as e:
                         if hand.abort is not None or hand.processed:
                             raise
                         # the framework could not even parse it: kept as failed, not retried
-                        self.errors.exception(e, "update %s failed in the transport", uid)
-                        await s.execute(update(InboxUpdate).where(InboxUpdate.update_id == uid).values(
+                        self.errors.exception(e, "update %s failed in the transport", uids[k])
+                        await s.execute(sa_update(InboxUpdate).where(InboxUpdate.update_id == uids[k]).values(
                             error=f"transport: {type(e).__name__}: {e}"[:2000]))
                         hand.processed = True
                     finally:
@@ -379,23 +436,72 @@ class Core:
                         raise hand.abort
                     if not hand.processed:
                         raise RuntimeError("the framework did not hand the update to the core")
-                    handled = True
-                    handed = await self._claim_replies(s, now)
-                # else: stored before (sent again), or its chat is busy: handled in its chat's turn
+                    done[k] = True
+                handed = await self._claim_replies(s, now) if mine else []
                 if leased:
-                    await leases.drop(s, name, self.holder)
+                    await s.execute(delete(Lease).where(Lease.name.in_(leased), Lease.holder == self.holder)
+                                    .execution_options(synchronize_session=False))
+                del people
         except Exception as e:
-            log.debug("update %s goes the usual way: %s: %s", uid, type(e).__name__, e)
+            log.debug("updates %s go the usual way: %s: %s", uids, type(e).__name__, e)
             return None
-        if handled:
-            self.processed += 1
+        finally:
+            self._premade = {}
+        self.processed += sum(done)
         if handed and self.dispatcher is not None:
             self.dispatcher.hand(handed)
-        for then in hand.after:
-            await then()
+        for hand in hands:
+            for then in hand.after:
+                await then()
         if self.dispatcher is not None:
             self.dispatcher.kick()
-        return handled
+        return done
+
+    async def _take_leases(self, s, names: list[str], now: datetime) -> list[str]:
+        """Take (or renew) the chats' leases in the caller's transaction, in name order (two
+        replicas lock them in the same order): the names taken."""
+        from sqlalchemy import or_
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        from bot.core_models import Lease
+
+        ins = pg_insert(Lease).values([dict(name=n, holder=self.holder, expires_at=now + CHAT_LEASE) for n in names])
+        ins = ins.on_conflict_do_update(
+            index_elements=[Lease.name], set_=dict(holder=ins.excluded.holder, expires_at=ins.excluded.expires_at),
+            where=or_(Lease.expires_at <= now, Lease.holder == self.holder)).returning(Lease.name)
+        return list((await s.execute(ins)).scalars())
+
+    async def _prematch(self, chunk: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+        """The FAQ matches of the chunk's private questions, computed in one go off the event
+        loop before the transaction begins (not while it holds the database): the handler's
+        match() then finds them. A text that turns out not to be a question (a step of a
+        report) only cost the matching."""
+        m = self._matcher
+        if m is None:
+            return {}
+        from handlers.faq import MAX_QUESTION  # longer ones are refused, not matched
+
+        texts = {t for u in chunk if (t := _question_text(u)) and len(t) <= MAX_QUESTION}
+        memo = self._memo_of(m)
+        known = {t: (m, memo[t]) for t in texts if t in memo}
+        texts -= known.keys()
+        if texts:
+            got = await _off_loop(lambda: {t: m.match(t) for t in texts})
+            for t, r in got.items():
+                self._remember(m, t, r)
+                known[t] = (m, r)
+        return known
+
+    def _memo_of(self, m) -> dict:
+        if self._memo_for is not m:
+            self._memo_for, self._memo = m, {}
+        return self._memo
+
+    def _remember(self, m, text: str, result) -> None:
+        memo = self._memo_of(m)
+        if len(memo) >= MATCH_MEMO:
+            del memo[next(iter(memo))]  # the oldest
+        memo[text] = result
 
     async def _claim_replies(self, s, now: datetime) -> list:
         """The replies this transaction queued, claimed in it for this process's dispatcher and
@@ -702,6 +808,27 @@ class Core:
             await self.messenger.answer_callback(callback_id, text, alert)
         except Exception as e:  # the spinner stops by itself; nothing to keep
             log.info("answerCallbackQuery failed: %s", e)
+
+
+def _user_id(update: dict[str, Any]) -> int | None:
+    for key in ("message", "edited_message", "callback_query", "channel_post", "my_chat_member", "chat_member"):
+        body = update.get(key)
+        if isinstance(body, dict):
+            user = body.get("from")
+            return user.get("id") if isinstance(user, dict) and isinstance(user.get("id"), int) else None
+    return None
+
+
+def _question_text(update: dict[str, Any]) -> str | None:
+    """The text of a private message that is not a command: what the FAQ handler would match."""
+    m = update.get("message")
+    if not isinstance(m, dict) or not isinstance(m.get("text"), str):
+        return None
+    chat = m.get("chat")
+    if not isinstance(chat, dict) or chat.get("type") != "private":
+        return None
+    text = m["text"].strip()
+    return text if text and not text.startswith("/") else None
 
 
 def update_(update_id: int, now: datetime, error: str | None = None):

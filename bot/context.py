@@ -21,6 +21,10 @@ from bot.transport.base import Incoming, Keyboard, Location, Outgoing
 if TYPE_CHECKING:
     from bot.app import Core
 
+# session.info key: the (chat, user) pairs known to have no conversation in this transaction
+# (looked up for several updates at once, Core.take): their state needs no query
+NO_STATE = "gridbot_no_state"
+
 
 @dataclass
 class Ctx:
@@ -82,13 +86,20 @@ class Ctx:
 
     # --- conversation state --------------------------------------------------------------
 
+    async def _stored_state(self) -> Conversation | None:
+        key = (self.ev.chat.id, self.ev.user.id)
+        if key in self.session.info.get(NO_STATE, ()):
+            return None
+        return await self.session.get(Conversation, key)
+
     async def load_state(self) -> Conversation | None:
-        self.state = await self.session.get(Conversation, (self.ev.chat.id, self.ev.user.id))
+        self.state = await self._stored_state()
         return self.state
 
     async def set_state(self, flow: str, step: str, data: dict | None = None) -> None:
-        st = self.state or await self.session.get(Conversation, (self.ev.chat.id, self.ev.user.id))
+        st = self.state or await self._stored_state()
         if st is None:
+            self.session.info.get(NO_STATE, set()).discard((self.ev.chat.id, self.ev.user.id))
             st = Conversation(chat_id=self.ev.chat.id, user_id=self.ev.user.id, flow=flow, step=step,
                               data=dict(data or {}), updated_at=self.now)
             self.session.add(st)
@@ -101,4 +112,6 @@ class Ctx:
     async def clear_state(self) -> None:
         await self.session.execute(delete(Conversation).where(Conversation.chat_id == self.ev.chat.id,
                                                               Conversation.user_id == self.ev.user.id))
+        if NO_STATE in self.session.info:
+            self.session.info[NO_STATE].add((self.ev.chat.id, self.ev.user.id))
         self.state = None

@@ -53,11 +53,14 @@ def is_sqlite(url_or_engine: Any) -> bool:
 
 def make_engine(url: str, **kw: Any) -> AsyncEngine:
     if is_sqlite(url):
+        from bot.sqlite_cursor import fuse
+
         kw.setdefault("connect_args", {"timeout": 30})
         engine = create_async_engine(url, **kw)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            fuse(dbapi_conn)  # one trip to aiosqlite's thread per statement
             dbapi_conn.isolation_level = None  # BEGIN is ours (below), not pysqlite's
             cur = dbapi_conn.cursor()
             # WAL lets the outbox dispatcher read while a handler writes; busy_timeout makes
