@@ -266,20 +266,23 @@ def _items(rows) -> list[Item]:
             for i, area, who, cat, desc, addr, deadline, status in rows]
 
 
-def _first_open(session: AsyncSession, keys, column: str, per: int, cond=lambda c: ()):
+def _first_open(session: AsyncSession, keys, column: str, per: int, cond=lambda c: (), order=("deadline_at", "id")):
     """The `per` open cases with the earliest deadlines for each value of `keys` (a subquery
-    with one column, k) in `column`: each key's few rows are read in order from the partial
-    index over open cases (`column`, deadline_at, id), never the whole index as a window over
-    it would (31,000 overdue entries for the 90 rows of the digest's lists). `cond(c)` gives
-    further conditions on the aliased cases `c`. SQLite runs the correlated subquery once per
-    key (it has no LATERAL); PostgreSQL a LATERAL join."""
+    with one column, k) in `column`, sorted by `order`: each key's few rows are read in order
+    from the partial index over open cases (`column`, deadline_at, id), never the whole index
+    as a window over it would (31,000 overdue entries for the 90 rows of the digest's lists).
+    `cond(c)` gives further conditions on the aliased cases `c`. SQLite runs the correlated
+    subquery once per key (it has no LATERAL) and reads the rows by id; PostgreSQL a LATERAL
+    join that reads them as it walks the index."""
     c = aliased(Case)
-    firsts = (select(c.id).where(getattr(c, column) == keys.c.k, literal_in(c.status, OPEN), *cond(c))
-              .order_by(c.deadline_at, c.id).limit(per))
+    where = [getattr(c, column) == keys.c.k, literal_in(c.status, OPEN), *cond(c)]
     if dialect_name(session) == "postgresql":
-        lat = firsts.lateral()
-        return select(*_ITEM_COLUMNS).select_from(keys).join(lat, true()).join(Case, Case.id == lat.c.id)
-    return select(*_ITEM_COLUMNS).select_from(keys).join(Case, Case.id.in_(firsts))
+        lat = (select(*(getattr(c, col.key) for col in _ITEM_COLUMNS)).where(*where)
+               .order_by(c.deadline_at, c.id).limit(per).lateral())
+        return select(*lat.c).select_from(keys).join(lat, true()).order_by(*(lat.c[n] for n in order))
+    firsts = select(c.id).where(*where).order_by(c.deadline_at, c.id).limit(per)
+    return (select(*_ITEM_COLUMNS).select_from(keys).join(Case, Case.id.in_(firsts))
+            .order_by(*(getattr(Case, n) for n in order)))
 
 
 async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int = 5,
@@ -292,7 +295,7 @@ async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int
     if area_ids is not None:
         keys = keys.where(Area.id.in_(area_ids))
     q = _first_open(session, keys.subquery(), "area_id", per_area, lambda c: [c.deadline_at < now])
-    rows = await _rows(session, q.order_by(Case.deadline_at, Case.id))
+    rows = await _rows(session, q)
     if area_ids is None:
         rows += await _rows(session, select(*_ITEM_COLUMNS).where(
             literal_in(Case.status, OPEN), Case.area_id.is_(None), Case.deadline_at < now)
@@ -340,8 +343,7 @@ async def workloads(*, session: AsyncSession, now: datetime, per_worker: int = 1
     # the assignees with open cases (a walk of ix_cases_open_assignee), then each one's first few
     keys = (select(Case.assignee_id.label("k")).where(literal_in(Case.status, OPEN), Case.assignee_id.is_not(None))
             .group_by(Case.assignee_id).subquery())
-    q = _first_open(session, keys, "assignee_id", per_worker).order_by(
-        Case.assignee_id, Case.deadline_at, Case.id)
+    q = _first_open(session, keys, "assignee_id", per_worker, order=("assignee_id", "deadline_at", "id"))
     for item in _items(await _rows(session, q)):
         if item.assignee_id in out:
             out[item.assignee_id].tasks.append(item)
