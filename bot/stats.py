@@ -39,7 +39,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from bot.areas.models import Area
-
 from bot.cases.models import Case
 from bot.cases.transitions import FIXED, OPEN
 from bot.sql import dialect_name
@@ -266,7 +265,8 @@ def _items(rows) -> list[Item]:
             for i, area, who, cat, desc, addr, deadline, status in rows]
 
 
-def _first_open(session: AsyncSession, keys, column: str, per: int, cond=lambda c: (), order=("deadline_at", "id")):
+def _first_open(session: AsyncSession, keys, column: str, per: int, cond=lambda c: (),
+                order=("deadline_at", "id")):
     """The `per` open cases with the earliest deadlines for each value of `keys` (a subquery
     with one column, k) in `column`, sorted by `order`: each key's few rows are read in order
     from the partial index over open cases (`column`, deadline_at, id), never the whole index
