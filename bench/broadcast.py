@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import sys
 import tempfile
@@ -24,6 +25,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 SHARED = True
+
+
+class _WriteCounter:
+    """Write transactions committed on the engine (one that ran an INSERT, UPDATE or DELETE)."""
+
+    def __init__(self, engine) -> None:
+        from sqlalchemy import event
+
+        self.n = 0
+        self._dirty: set[int] = set()
+        event.listen(engine.sync_engine, "before_cursor_execute", self._exec)
+        event.listen(engine.sync_engine, "commit", self._commit)
+
+    def _exec(self, conn, cursor, statement, params, context, executemany) -> None:
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self._dirty.add(id(conn))
+
+    def _commit(self, conn) -> None:
+        if id(conn) in self._dirty:
+            self._dirty.discard(id(conn))
+            self.n += 1
 
 
 async def main(n: int, rate: float, framework: str) -> dict:
@@ -43,6 +65,7 @@ async def main(n: int, rate: float, framework: str) -> dict:
     tmp = tempfile.mkdtemp(prefix="gridbot-bench-")
     engine = make_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
     await upgrade(engine)
+    writes = _WriteCounter(engine)
     sm = make_sessionmaker(engine)
     now = datetime.now(timezone.utc)
     admin = 1
@@ -69,7 +92,20 @@ async def main(n: int, rate: float, framework: str) -> dict:
         tracemalloc.start()
         d = OutboxDispatcher(sm, transport, limiter=RateLimiter(Limits(global_rate=rate, shared=SHARED)), workers=8,
                              on_progress=progress_tick)
+        load0 = os.getloadavg()[0]
+        stalls: list[float] = []  # how late the event loop woke a 5 ms sleep, when over 5 ms
+
+        async def watch():
+            while True:
+                t = time.monotonic()
+                await asyncio.sleep(0.005)
+                if (late := time.monotonic() - t - 0.005) > 0.005:
+                    stalls.append(late)
+
+        watcher = asyncio.create_task(watch())
         t0 = time.monotonic()
+        cpu0 = time.process_time()
+        writes.n = 0
         d.start()
         while True:
             await asyncio.sleep(0.5)
@@ -79,16 +115,25 @@ async def main(n: int, rate: float, framework: str) -> dict:
             if left == 0:
                 break
         wall = time.monotonic() - t0
+        cpu = time.process_time() - cpu0
+        watcher.cancel()
+        dispatcher_writes = writes.n
+        load1 = os.getloadavg()[0]
         await d.stop(5)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         sends = sorted(c.time for c in api.sent() if c.method == "sendMessage" and c.params.get("chat_id") != admin)
         span = sends[-1] - sends[0]
         achieved = (len(sends) - 1) / span if span > 0 else float("inf")
+        gaps = sorted(b - a for a, b in zip(sends, sends[1:]))
+        long_gaps = [g for g in gaps if g > 2 / rate]
         result = dict(recipients=total, delivered=len(sends), rate=rate, achieved=achieved, ratio=achieved / rate,
                       wall=wall, busiest_second=api.max_per_second(), shared_bucket_round_trips=d.limiter.shared.round_trips
                       if d.limiter.shared else 0, peak_tracemalloc_mb=peak / 2**20,
-                      ru_maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                      ru_maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      write_transactions=dispatcher_writes, load=(load0, load1), cpu=cpu,
+                      long_gaps=(len(long_gaps), sum(long_gaps) - len(long_gaps) / rate),
+                      stalls=(len(stalls), sum(stalls), max(stalls, default=0.0)))
         await transport.close()
     await engine.dispose()
     return result
@@ -106,6 +151,13 @@ if __name__ == "__main__":
     print(f"achieved             {r['achieved']:.2f} msg/s  ({r['ratio'] * 100:.1f}% of the configured rate; target ≥ 95%)")
     print(f"busiest second       {r['busiest_second']} messages (server side)")
     print(f"wall time            {r['wall']:.1f} s")
+    print(f"write transactions   {r['write_transactions']:,} while delivering "
+          f"({r['write_transactions'] / max(1, r['delivered']):.2f} per message)")
+    print(f"CPU                  {r['cpu']:.1f} s in this process (bot, fake Bot API, SQLite) while delivering, "
+          f"{r['cpu'] / max(1, r['delivered']) * 1000:.1f} ms per message")
+    print(f"gaps over 2 slots    {r['long_gaps'][0]} between sends at the server, {r['long_gaps'][1]:.1f} s lost in them")
+    print(f"event-loop stalls    {r['stalls'][0]} over 5 ms, {r['stalls'][1]:.1f} s in all, longest {r['stalls'][2] * 1000:.0f} ms")
+    print(f"load average         {r['load'][0]:.2f} at the start, {r['load'][1]:.2f} at the end (1 min, {os.cpu_count()} CPUs)")
     print(f"shared-bucket trips  {r['shared_bucket_round_trips']:,}")
     print(f"peak memory          {r['peak_tracemalloc_mb']:.1f} MiB traced (tracemalloc), {r['ru_maxrss_mb']:.0f} MiB max RSS")
     sys.exit(0 if r["ratio"] >= 0.95 else 1)

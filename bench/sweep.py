@@ -337,6 +337,9 @@ def main() -> None:
                 for ext in ("-wal", "-shm"):
                     if Path(str(base) + ext).exists():
                         shutil.copyfile(str(base) + ext, str(work) + ext)
+                # the copy's dirty pages written out first: their write-back would otherwise
+                # stall the run's own writes (commits of 20-30 ms each, charged to the work)
+                os.sync()
                 results.append(asyncio.run(bench(f"sqlite+aiosqlite:///{work}", a.cases, a.due,
                                                  i == 0 and not a.no_plans, filled=True)))
                 work.unlink()
@@ -367,7 +370,8 @@ def summary(db: str, results: list[dict]) -> None:
     m = {k: statistics.median(r[k] for r in results)
          for k in ("sweep_due", "digest", "select_due", "digest_queries", "digest_letters", "sweep_cpu", "digest_cpu",
                    "letters_cpu")}
-    print(f"\n=== {db}: medians of {len(results)} run(s) ===")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n=== {db}: medians of {len(results)} run(s) (load average now {load}) ===")
     print(f"sweep of the due batch   {m['sweep_due'] * 1000:7.0f} ms  (target ≤ 300 ms; floor, the bare SELECT:"
           f" {m['select_due'] * 1000:.0f} ms)  CPU {m['sweep_cpu'] * 1000:.0f} ms")
     print(f"digest                   {m['digest'] * 1000:7.0f} ms  (target ≤ 400 ms; floor, its grouping queries:"

@@ -34,9 +34,11 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, extract, func, literal_column, or_, select, union, union_all
+from sqlalchemy import and_, bindparam, case, extract, func, literal_column, or_, select, true, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from bot.areas.models import Area
 from bot.cases.models import Case
 from bot.cases.transitions import FIXED, OPEN
 from bot.sql import dialect_name
@@ -153,14 +155,6 @@ def _period_figures(session, start, end, now, response_hours) -> dict:
     return cols
 
 
-def _by_id(session: AsyncSession, ids):
-    """`cases.id IN (ids)`, a select of ids; on PostgreSQL as one array made once: as a join it
-    may expect far more ids than come (a window's or a union's) and read the whole table."""
-    if dialect_name(session) == "postgresql":
-        return Case.id == func.any(func.array(ids.scalar_subquery()))
-    return Case.id.in_(ids)
-
-
 async def breakdown(*, session: AsyncSession, area_ids: list[str] | None, start: datetime, end: datetime,
                     now: datetime, response_hours: float = RESPONSE_HOURS,
                     lookback: timedelta = LOOKBACK) -> dict[str | None, Figures]:
@@ -259,30 +253,55 @@ _ITEM_COLUMNS = (Case.id, Case.area_id, Case.assignee_id, Case.category_id, Case
                  Case.deadline_at, Case.status)
 
 
+async def _rows(session: AsyncSession, q) -> list:
+    """The rows of a select of plain columns, run on the session's connection: the ORM's
+    per-row loading adds nothing to columns and cost as much as the query for the digest's
+    ten thousand tasks."""
+    return list((await (await session.connection()).execute(q)).all())
+
+
 def _items(rows) -> list[Item]:
     return [Item(i, area, who, cat, desc or "", addr or "", deadline, status)
             for i, area, who, cat, desc, addr, deadline, status in rows]
 
 
-def _first_open(session: AsyncSession, partition, per: int, *cond):
-    """The `per` open cases of each `partition` with the earliest deadlines: the window runs
-    over a partial index of open cases (its columns only), and only the rows it keeps are read."""
-    rn = func.row_number().over(partition_by=partition, order_by=(Case.deadline_at, Case.id)).label("rn")
-    firsts = select(Case.id, rn).where(literal_in(Case.status, OPEN), *cond).subquery()
-    return select(*_ITEM_COLUMNS).where(_by_id(session, select(firsts.c.id).where(firsts.c.rn <= per)))
+def _first_open(session: AsyncSession, keys, column: str, per: int, cond=lambda c: (),
+                order=("deadline_at", "id")):
+    """The `per` open cases with the earliest deadlines for each value of `keys` (a subquery
+    with one column, k) in `column`, sorted by `order`: each key's few rows are read in order
+    from the partial index over open cases (`column`, deadline_at, id), never the whole index
+    as a window over it would (31,000 overdue entries for the 90 rows of the digest's lists).
+    `cond(c)` gives further conditions on the aliased cases `c`. SQLite runs the correlated
+    subquery once per key (it has no LATERAL) and reads the rows by id; PostgreSQL a LATERAL
+    join that reads them as it walks the index."""
+    c = aliased(Case)
+    where = [getattr(c, column) == keys.c.k, literal_in(c.status, OPEN), *cond(c)]
+    if dialect_name(session) == "postgresql":
+        lat = (select(*(getattr(c, col.key) for col in _ITEM_COLUMNS)).where(*where)
+               .order_by(c.deadline_at, c.id).limit(per).lateral())
+        return select(*lat.c).select_from(keys).join(lat, true()).order_by(*(lat.c[n] for n in order))
+    firsts = select(c.id).where(*where).order_by(c.deadline_at, c.id).limit(per)
+    return (select(*_ITEM_COLUMNS).select_from(keys).join(Case, Case.id.in_(firsts))
+            .order_by(*(getattr(Case, n) for n in order)))
 
 
 async def overdue_by_area(*, session: AsyncSession, now: datetime, per_area: int = 5,
                           area_ids: list[str] | None = None) -> dict[str | None, list[Item]]:
-    """The oldest overdue open cases of each area (at most per_area each), in one query.
+    """The oldest overdue open cases of each area (at most per_area each): one query over the
+    areas, and one for the cases without an area (all areas only).
 
     The k oldest of a subtree are among the k oldest of its areas, so callers merge these."""
-    cond = [Case.deadline_at < now]
+    keys = select(Area.id.label("k"))
     if area_ids is not None:
-        cond.append(Case.area_id.in_(area_ids))
-    q = _first_open(session, Case.area_id, per_area, *cond).order_by(Case.deadline_at, Case.id)
+        keys = keys.where(Area.id.in_(area_ids))
+    q = _first_open(session, keys.subquery(), "area_id", per_area, lambda c: [c.deadline_at < now])
+    rows = await _rows(session, q)
+    if area_ids is None:
+        rows += await _rows(session, select(*_ITEM_COLUMNS).where(
+            literal_in(Case.status, OPEN), Case.area_id.is_(None), Case.deadline_at < now)
+            .order_by(Case.deadline_at, Case.id).limit(per_area))
     out: dict[str | None, list[Item]] = defaultdict(list)
-    for item in _items((await session.execute(q)).all()):
+    for item in _items(rows):
         out[item.area_id].append(item)
     return dict(out)
 
@@ -319,11 +338,13 @@ async def workloads(*, session: AsyncSession, now: datetime, per_worker: int = 1
                      _count(Case.deadline_at < now).label("overdue"))
               .where(literal_in(Case.status, OPEN), Case.assignee_id.is_not(None)).group_by(Case.assignee_id))
     out: dict[int, Load] = {}
-    for r in (await session.execute(counts)).all():
+    for r in await _rows(session, counts):
         out[int(r.assignee_id)] = Load(open=int(r.open), overdue=int(r.overdue))
-    q = _first_open(session, Case.assignee_id, per_worker, Case.assignee_id.is_not(None)).order_by(
-        Case.assignee_id, Case.deadline_at, Case.id)
-    for item in _items((await session.execute(q)).all()):
+    # the assignees with open cases (a walk of ix_cases_open_assignee), then each one's first few
+    keys = (select(Case.assignee_id.label("k")).where(literal_in(Case.status, OPEN), Case.assignee_id.is_not(None))
+            .group_by(Case.assignee_id).subquery())
+    q = _first_open(session, keys, "assignee_id", per_worker, order=("assignee_id", "deadline_at", "id"))
+    for item in _items(await _rows(session, q)):
         if item.assignee_id in out:
             out[item.assignee_id].tasks.append(item)
     return out

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import stats
@@ -85,6 +85,48 @@ def kick(core) -> None:
 # --- the chase -------------------------------------------------------------------------------------
 
 
+class _Due:
+    """A due case as the sweep reads it: the columns the chase needs, as a plain object rather
+    than an ORM one (nothing to track, nothing to flush); its new chase state is written with one
+    UPDATE per batch (`_Chase.write`)."""
+
+    COLUMNS = ("id", "status", "category_id", "description", "address", "area_id", "assignee_id", "share_contact",
+               "created_at", "assigned_at", "deadline_at", "next_check_at", "chase_level", "was_overdue",
+               "reopen_count")
+    __slots__ = COLUMNS
+
+    def __init__(self, row) -> None:
+        for name, value in zip(self.COLUMNS, row):
+            setattr(self, name, value)
+
+    @property
+    def ref(self) -> str:
+        return f"#{self.id}"
+
+
+_DUE_COLUMNS = tuple(getattr(Case.__table__.c, name) for name in _Due.COLUMNS)
+_SET_CHASE = (update(Case.__table__).where(Case.__table__.c.id == bindparam("b_id"))
+              .values(next_check_at=bindparam("b_next"), chase_level=bindparam("b_level"),
+                      was_overdue=bindparam("b_overdue")))
+
+
+class _BatchTexts(Texts):
+    """One language's texts for a sweep batch: entries without parameters (button labels …)
+    rendered once, not once per message."""
+
+    def __init__(self, lang: str) -> None:
+        super().__init__(lang)
+        self._plain: dict[str, str] = {}
+
+    def t(self, key: str, /, **params) -> str:
+        if params:
+            return super().t(key, **params)
+        text = self._plain.get(key)
+        if text is None:
+            text = self._plain[key] = super().t(key)
+        return text
+
+
 @dataclass
 class _Chase:
     """What one sweep batch knows: looked up once per batch, not per case. Holding the areas
@@ -104,39 +146,57 @@ class _Chase:
     letters: Letters | None = None
     events: list[dict] = field(default_factory=list)
     lines: dict[tuple[int, str], list[str]] = field(default_factory=dict)
+    by_lang: dict[str, Texts] = field(default_factory=dict)
 
     @classmethod
-    async def load(cls, session: AsyncSession, settings, now: datetime, cases: list[Case]) -> _Chase:
-        tree = await load_tree(session=session)
-        admins = await admin_ids(session, settings)
-        wanted = {c.assignee_id for c in cases} | {n.supervisor for n in tree.nodes.values()} | set(admins)
-        return cls(session=session, settings=settings, now=now,
-                   categories={c.id: c for c in (await session.execute(select(Category))).scalars()},
-                   tree=tree, people=await preload_people(session, wanted), admins=admins,
-                   reopened_at=await _reopen_times(session, cases), letters=Letters(now))
+    async def load(cls, session: AsyncSession, settings, now: datetime, cases: list[_Due],
+                   before: _Chase | None = None) -> _Chase:
+        """What the batch needs; the areas, categories, admins and people an earlier batch of
+        the same run loaded are kept (the sessions do not expire them at commit): only the
+        people new to this batch are read."""
+        if before is None:
+            tree = await load_tree(session=session)
+            admins = await admin_ids(session, settings)
+            categories = {c.id: c for c in (await session.execute(select(Category))).scalars()}
+            people: dict[int, Person] = {}
+            wanted = {n.supervisor for n in tree.nodes.values()} | set(admins)
+        else:
+            tree, admins, categories, people = before.tree, before.admins, before.categories, before.people
+            wanted = set()
+        wanted |= {c.assignee_id for c in cases}
+        people = {**people, **await preload_people(session, wanted - people.keys())}
+        return cls(session=session, settings=settings, now=now, categories=categories, tree=tree, people=people,
+                   admins=admins, reopened_at=await _reopen_times(session, cases), letters=Letters(now))
 
-    def record(self, action: str, c: Case) -> None:
+    def record(self, action: str, c: _Due) -> None:
         """The case's history row for a chase step (no change of status)."""
         self.events.append(dict(case_id=c.id, at=self.now, actor_id=None, action=action, from_status=c.status,
                                 to_status=c.status, note=""))
 
-    async def write(self) -> None:
-        """The batch's history rows and messages, one INSERT each."""
+    async def write(self, cases: list[_Due]) -> None:
+        """The batch's new chase states (one UPDATE, executed for each case), history rows and
+        messages (one INSERT each)."""
+        await self.session.execute(_SET_CHASE, [dict(b_id=c.id, b_next=c.next_check_at, b_level=c.chase_level,
+                                                     b_overdue=c.was_overdue) for c in cases])
         if self.events:
             await self.session.execute(insert(CaseEvent.__table__), self.events)
             self.events = []
         self.counts.update(await self.letters.write(self.session))
 
     def texts(self, uid: int) -> Texts:
-        return Texts(language_of(self.people.get(uid)))
+        lang = language_of(self.people.get(uid))
+        t = self.by_lang.get(lang)
+        if t is None:
+            t = self.by_lang[lang] = _BatchTexts(lang)
+        return t
 
-    def start_of(self, c: Case) -> datetime:
+    def start_of(self, c: _Due) -> datetime:
         """When the current chase began: assignment, or the last reopen (which resets the deadline)."""
         start = c.assigned_at or c.created_at
         r = self.reopened_at.get(c.id)
         return max(start, r) if r else start
 
-    def ladder(self, c: Case) -> Ladder:
+    def ladder(self, c: _Due) -> Ladder:
         # the reminder time is only needed before the first rung (a working-time SLA makes it dearer)
         remind_at = (reminder_at(self.start_of(c), c.deadline_at, self.categories.get(c.category_id),
                                  self.settings.tz) if not c.chase_level else c.deadline_at)
@@ -144,7 +204,7 @@ class _Chase:
         return Ladder(remind_at=remind_at, due=c.deadline_at, groups=groups)
 
 
-async def _reopen_times(session: AsyncSession, cases: list[Case]) -> dict[int, datetime]:
+async def _reopen_times(session: AsyncSession, cases: list[_Due]) -> dict[int, datetime]:
     ids = [c.id for c in cases if c.reopen_count]
     if not ids:
         return {}
@@ -162,14 +222,14 @@ async def _reopen_times(session: AsyncSession, cases: list[Case]) -> dict[int, d
     return out
 
 
-async def _case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
+async def _case_lines(ch: _Chase, t: Texts, c: _Due) -> list[str]:
     key = (c.id, t.lang)  # the assignee's and the supervisors' messages share these lines
     if key not in ch.lines:
         ch.lines[key] = _render_case_lines(ch, t, c)
     return ch.lines[key]
 
 
-def _render_case_lines(ch: _Chase, t: Texts, c: Case) -> list[str]:
+def _render_case_lines(ch: _Chase, t: Texts, c: _Due) -> list[str]:
     area = ch.tree.areas.get(c.area_id) if c.area_id else None
     return messages.case_lines(t, c, ch.categories.get(c.category_id), area, ch.settings.tz)
 
@@ -179,7 +239,7 @@ async def _send(ch: _Chase, t: Texts, chat_id: int, kind: MessageKind, key: str,
     ch.letters.add(chat_id=chat_id, kind=kind, text=text, dedupe_key=key, buttons=buttons(t) if buttons else None)
 
 
-async def _remind(ch: _Chase, c: Case, due: datetime) -> None:
+async def _remind(ch: _Chase, c: _Due, due: datetime) -> None:
     ch.record("remind", c)
     if c.assignee_id is None:
         return
@@ -190,7 +250,7 @@ async def _remind(ch: _Chase, c: Case, due: datetime) -> None:
                 lambda _t: messages.task_buttons(t, c))
 
 
-async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
+async def _overdue(ch: _Chase, c: _Due, due: datetime) -> None:
     c.was_overdue = True
     ch.record("overdue", c)
     if c.assignee_id is None:
@@ -202,7 +262,7 @@ async def _overdue(ch: _Chase, c: Case, due: datetime) -> None:
                 lambda _t: messages.task_buttons(t, c))
 
 
-async def _escalate(ch: _Chase, c: Case, due: datetime, level: int, group: list[int], step: int) -> None:
+async def _escalate(ch: _Chase, c: _Due, due: datetime, level: int, group: list[int], step: int) -> None:
     """`level` is the chase level this escalation reaches (2 = the first supervisor);
     `step` the escalation's number as people see it (1 = the first supervisor)."""
     ch.record("escalate", c)
@@ -215,7 +275,7 @@ async def _escalate(ch: _Chase, c: Case, due: datetime, level: int, group: list[
         await _send(ch, t, uid, MessageKind.ESCALATION, f"escalate:{c.id}:{level}:{uid}:{key_time(due)}", text)
 
 
-async def chase(ch: _Chase, c: Case) -> None:
+async def chase(ch: _Chase, c: _Due) -> None:
     """Take one case as far along its ladder as `now` allows (bot/cases/chase.py decides which
     rungs); leave next_check_at at the next rung or NULL when nothing is left to do."""
     if c.deadline_at is None:
@@ -236,20 +296,19 @@ async def sweep(core, now: datetime, *, batch: int = BATCH, max_batches: int = M
     """Reminders, overdue and escalation for every open case that is due a look."""
     counts: Counter = Counter()
     checked = 0
+    ch = None
     for _ in range(max_batches):
         async with core.sessionmaker() as s, s.begin():
-            q = (select(Case).where(Case.status.in_(OPEN), Case.next_check_at <= now)
+            q = (select(*_DUE_COLUMNS).where(Case.status.in_(OPEN), Case.next_check_at <= now)
                  .order_by(Case.next_check_at, Case.id).limit(batch)
-                 .with_for_update(skip_locked=True, of=Case))
-            cases = list((await s.execute(q)).scalars())
+                 .with_for_update(skip_locked=True, of=Case.__table__))
+            cases = [_Due(row) for row in (await s.execute(q)).all()]
             if not cases:
                 break
-            ch = await _Chase.load(s, core.settings, now, cases)
-            # one flush per batch (at commit), not one per message the outbox inserts
-            with s.no_autoflush:
-                for c in cases:
-                    await chase(ch, c)
-            await ch.write()
+            ch = await _Chase.load(s, core.settings, now, cases, ch)
+            for c in cases:
+                await chase(ch, c)
+            await ch.write(cases)
             counts.update(ch.counts)
             checked += len(cases)
         if len(cases) < batch:

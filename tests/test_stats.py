@@ -264,3 +264,27 @@ async def test_each_digest_is_in_its_readers_language(core, built):
     assert "daily report (2026-11-24)" in rows[zhao.id]  # from Telegram's language
     assert "Good morning! Your tasks for 2026-11-24" in rows[li.id]  # chosen with /lang, over Telegram's
     assert "日报（2026-11-24）" in rows[sun.id]  # nothing known: Chinese
+
+
+async def test_the_digests_task_lines_are_the_catalog_line_in_every_language(core, built):
+    """The worker's task lines come from the template with names looked up once per language:
+    the same text as the catalog's own rendering, user text escaped, Traditional Chinese too."""
+    from bot.areas.models import Category
+    from bot.cases import messages
+    from bot.i18n import Safe, Texts
+
+    async with core.sessionmaker() as s:
+        tree = await load_tree(session=s)
+        cats = {c.id: c for c in (await s.execute(select(Category))).scalars()}
+        loads = await stats.workloads(session=s, now=NOW, per_worker=10)
+    tasks = [i._replace(address="路口 <东> & 西") if k % 2 else i for k, i in enumerate(loads[li.id].tasks)]
+    assert len(tasks) == 4 and sum(i.deadline_at < NOW for i in tasks) == 2  # b and i are overdue
+    names = messages.Names(tree, cats, {})
+    for lang in ("zh", "en", "zh-hant"):
+        t = Texts(lang)
+        want = [t("sched.task_line", ref=i.ref, category=names.category(t, i.category_id), place=names.place(i),
+                  deadline=i.deadline_at.astimezone(CST).strftime("%m-%d %H:%M"),
+                  flag=Safe(t("sched.overdue_flag")) if i.deadline_at < NOW else "") for i in tasks]
+        assert messages._task_lines(t, names, tasks, NOW, CST) == want
+        assert messages._task_lines(t, names, tasks, NOW, CST) == want  # again, from what it looked up
+        assert any("&lt;" in line and "&gt; &amp; " in line for line in want)  # the address, escaped

@@ -5,7 +5,7 @@ The use cases (bot/cases/flows.py) and scheduled jobs call these inside their tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +23,10 @@ from bot.transport.base import Button, Location
 
 
 def fmt_time(dt: datetime | None, tz) -> str:
-    return dt.astimezone(tz).strftime("%m-%d %H:%M") if dt else "—"
+    if not dt:
+        return "—"
+    d = dt.astimezone(tz)
+    return f"{d.month:02d}-{d.day:02d} {d.hour:02d}:{d.minute:02d}"  # strftime("%m-%d %H:%M"), faster
 
 
 async def names(session: AsyncSession, case: Case) -> tuple[Category | None, Area | None]:
@@ -194,6 +197,8 @@ class Names:
     tree: AreaTree
     categories: dict[str, Category]
     people: dict[int, Person]
+    # escaped names and places, by language: a digest run writes ten thousand task lines
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def category(self, t: Texts, cid: str) -> str:
         return category_name(t, self.categories.get(cid))
@@ -208,12 +213,36 @@ class Names:
         return (p.name or str(uid)) if p else str(uid)
 
 
+def _task_lines(t: Texts, names: Names, tasks: list[stats.Item], now: datetime, tz) -> list[str]:
+    """A worker's task lines: what t("sched.task_line", …) renders, with the template, the
+    overdue flag and each category's and place's escaped text looked up once per language
+    rather than once per line."""
+    if t.lang == "zh-hant":  # converted to Traditional after formatting: line by line
+        return [t("sched.task_line", ref=i.ref, category=names.category(t, i.category_id), place=names.place(i),
+                  deadline=fmt_time(i.deadline_at, tz),
+                  flag=Safe(t("sched.overdue_flag")) if i.deadline_at and i.deadline_at < now else "")
+                for i in tasks]
+    memo = names.memo.get(t.lang)
+    if memo is None:
+        memo = names.memo[t.lang] = {"template": t.template("sched.task_line"), "flag": t("sched.overdue_flag"),
+                                     "category": {}, "place": {}}
+    template, flag, cats, places = memo["template"], memo["flag"], memo["category"], memo["place"]
+    lines = []
+    for i in tasks:
+        cat = cats.get(i.category_id)
+        if cat is None:
+            cat = cats[i.category_id] = escape(names.category(t, i.category_id))
+        where = places.get((i.area_id, i.address))
+        if where is None:
+            where = places[(i.area_id, i.address)] = escape(names.place(i))
+        lines.append(template.format(ref=escape(i.ref), category=cat, place=where, deadline=fmt_time(i.deadline_at, tz),
+                                     flag=flag if i.deadline_at and i.deadline_at < now else ""))
+    return lines
+
+
 def _worker_section(t: Texts, names: Names, load: stats.Load, now: datetime, tz, day: date) -> list[str]:
     head = [t("sched.digest.worker_header", date=day.isoformat(), open=load.open, overdue=load.overdue)]
-    lines = [t("sched.task_line", ref=i.ref, category=names.category(t, i.category_id), place=names.place(i),
-               deadline=fmt_time(i.deadline_at, tz),
-               flag=Safe(t("sched.overdue_flag")) if i.deadline_at and i.deadline_at < now else "")
-             for i in load.tasks]
+    lines = _task_lines(t, names, load.tasks, now, tz)
     if load.open > len(lines):
         lines.append(t("sched.more", n=load.open - len(lines)))
     return head + lines + [t("sched.digest.worker_footer")]

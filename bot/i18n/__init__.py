@@ -83,12 +83,17 @@ class Texts:
     def has(self, key: str) -> bool:
         return key in catalog(self._base)
 
-    def t(self, key: str, /, **params: Any) -> str:
+    def template(self, key: str) -> str:
+        """The raw template of `key` (str.format syntax; its parameters unescaped)."""
         template = catalog(self._base).get(key)
         if template is None:
             template = catalog(DEFAULT_LANG).get(key)
         if template is None:
             raise KeyError(f"no catalog entry {key!r}")
+        return template
+
+    def t(self, key: str, /, **params: Any) -> str:
+        template = self.template(key)
         safe = {k: (v if isinstance(v, Safe) else escape(v) if isinstance(v, str) else v) for k, v in params.items()}
         text = template.format(**safe)
         if self.lang == "zh-hant":

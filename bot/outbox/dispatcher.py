@@ -6,11 +6,15 @@ chat go out in order; different chats go out concurrently, within the rate limit
 
 Interactive messages (replies, tasks, reminders) are claimed before broadcast rows and go
 first at the rate limiter, so a broadcast never makes a resident wait. Broadcast rows are
-claimed about two seconds of the rate at a time as `in_flight`; right before its request a
-broadcast row is marked `sending`. When a process dies, rows it had only claimed go back to
-pending, and only the `sending` ones (whose request was under way, or answered within the last
-result write) become `uncertain`: counted and reported, never sent twice, and nobody else is
-skipped. Results are written in batches (one UPDATE for many rows, a few times a second).
+claimed about two seconds of the rate at a time as `in_flight`; a broadcast row is marked
+`sending` just before its turn to send: a few rows ahead (at most MARK_AHEAD of the rate), their
+marks written together in one transaction (with the results waiting), so the request leaves the
+moment its turn comes and a busy machine or database does not hold a broadcast to one write per
+message. When a process dies, rows it had only claimed go back to pending, and only the
+`sending` ones (marked ahead, under way, or answered within the last result write) become
+`uncertain`: counted and reported, never sent twice, and nobody else is skipped. Results are
+written in batches (one UPDATE for many rows, a few times a second). An idle dispatcher only
+reads.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ RECOVER_EVERY = 1.0  # seconds between looks for rows of dead processes
 # was queued (then they go: one unreachable message does not keep the rest forever)
 ORDER_HOLD = timedelta(minutes=5)
 MARK_LEAD = 0.05  # seconds before its send slot a broadcast row is marked "sending"
+# broadcast rows are marked "sending" up to this many seconds of the rate ahead of their turn
+# (after a crash they are "uncertain", not resent: this bounds how many of them never left)
+MARK_AHEAD = 0.2
 CLAIM_LOCK_ID = 0x67726F62  # PostgreSQL advisory lock taken by each claim transaction
 MAX_AGE = timedelta(hours=24)  # after retrying this long a message is given up
 FLUSH_EVERY = 0.2  # seconds between batched result writes
@@ -123,6 +130,7 @@ class OutboxDispatcher:
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._results: list[_Result] = []
+        self._touched: set[int] = set()  # broadcasts with results written since the last progress report
         self._flush_lock = asyncio.Lock()
         self.health = health  # bot.db.DbHealth: database outages are waited out, logged twice
         self.errors = ErrorLog(log)
@@ -131,6 +139,16 @@ class OutboxDispatcher:
         self._sem_fast = asyncio.Semaphore(self.concurrency)
         self._sem_bulk = asyncio.Semaphore(self.concurrency)
         self.sent_count = 0
+        self._marks: list[tuple[int, asyncio.Future]] = []  # broadcast rows to mark `sending`
+        self._marker: asyncio.Task | None = None
+        # broadcast rows marked `sending` before their turn: at most `ahead` (MARK_AHEAD of the rate)
+        self.ahead = max(2, math.ceil(rate * MARK_AHEAD))
+        self._ahead = 0
+        self._ahead_open = True
+        self._ahead_event = asyncio.Event()
+        self._ahead_event.set()
+        self.mark_writes = 0  # transactions that marked them
+        self.mark_count = 0
         self._retries: list[tuple[int, str]] = []  # (chat, reason) put off since the last summary
         self._last_summary = time.monotonic()
 
@@ -235,9 +253,9 @@ class OutboxDispatcher:
         await self._flush()
         lim = self.limiter
         w = lim.window
-        log.info("outbox stopped: %d sent, %d send turns (%.1f s waited for them in all, answers in %.1f ms on "
+        log.info("outbox stopped: %d sent, %d broadcast rows marked sending in %d transactions, %d send turns (%.1f s waited for them in all, answers in %.1f ms on "
                  "average; network slow: %s), %d slots given up, %d bookings after another process's, alone: %s",
-                 self.sent_count, w.turns, w.waited, w.answer_time / max(1, w.answers) * 1000, w.slow_network,
+                 self.sent_count, self.mark_count, self.mark_writes, w.turns, w.waited, w.answer_time / max(1, w.answers) * 1000, w.slow_network,
                  lim.dropped_slots, lim.shared.others_seen if lim.shared else 0, lim.solo)
 
     async def drain(self) -> None:
@@ -255,6 +273,10 @@ class OutboxDispatcher:
             # never our own rows: a late heartbeat must not make us take back what we still hold
             expired = and_(OutboxMessage.locked_until < now,
                            or_(OutboxMessage.locked_by.is_(None), OutboxMessage.locked_by != self.name))
+            # looked for first: an idle dispatcher (almost always nothing to recover) writes nothing
+            if (await s.execute(select(OutboxMessage.id).where(OutboxMessage.status.in_(ACTIVE), expired)
+                                .limit(1))).first() is None:
+                return
             await s.execute(update(OutboxMessage).where(OutboxMessage.status == "sending", expired,
                                                         OutboxMessage.broadcast_id.is_not(None))
                             .values(status="uncertain", locked_by=None, error="being sent when its sender stopped"))
@@ -418,20 +440,25 @@ class OutboxDispatcher:
                 msg.chat_id, msg.message_id = ref.chat_id, ref.message_id
         window = self.limiter.window
         if row.broadcast_id is not None:
-            # the send slot first, then the turn in the window (after any waiting reply), then
-            # the mark, then the wait for the slot: the request leaves right at its slot, and
-            # only the rows about to go are "sending"
+            # the send slot first, then the mark, then the turn in the window (after any waiting
+            # reply), then the wait for the slot: the request leaves right at its turn and slot
+            # (the window counts a turn given and not yet used as arriving any time, so a write
+            # between the two would cost the rate), and the marks of the few rows next in line
+            # share a transaction
             slot = await self.limiter.acquire(msg.chat_id, strict=True, sleep=False)
             if slot is not None:
                 await self.limiter.until(slot - MARK_LEAD, late_ok=True)
-            turn = await window.turn(urgent=False)
+            await self._ahead_room()
             try:
                 # from here until its result is written, a crash leaves this row "uncertain"
                 if not await asyncio.shield(self._mark_sending(row.id)):
-                    window.answered(turn)  # (never sent)
                     # our claim lapsed (this process stalled past its lease) and another took the
                     # row: it is theirs to send, not ours
                     return _Result(row.id, row.chat_id, row.broadcast_id, dict(status="lost"), extra={"lost": True})
+                turn = await window.turn(urgent=False)
+            finally:
+                self._ahead_done()
+            try:
                 await self.limiter.until(slot)
                 if not self.limiter.solo:  # (alone, the send window paces the requests)
                     await self._pace()
@@ -532,13 +559,64 @@ class OutboxDispatcher:
         if slot > now:
             await asyncio.sleep(slot - now)
 
+    async def _ahead_room(self) -> None:
+        """Wait until this broadcast row may be marked `sending` ahead of its turn: at most
+        `ahead` rows are, and once they are, no more until half of them have had their turn (so
+        the marks go several to a transaction, and the next ones are written while the rows
+        marked before them go)."""
+        while not self._ahead_open:
+            await self._ahead_event.wait()
+        self._ahead += 1
+        if self._ahead >= self.ahead:
+            self._ahead_open = False
+            self._ahead_event.clear()
+
+    def _ahead_done(self) -> None:
+        """A row marked ahead has had its turn (or will not take one)."""
+        self._ahead -= 1
+        if not self._ahead_open and self._ahead * 2 <= self.ahead:
+            self._ahead_open = True
+            self._ahead_event.set()
+
     async def _mark_sending(self, row_id: int) -> bool:
-        async with self.sessionmaker() as s, s.begin():
-            res = await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id,
-                                                              OutboxMessage.locked_by == self.name,
-                                                              OutboxMessage.status == "in_flight")
-                                  .values(status="sending"))
-            return res.rowcount == 1
+        """Mark a broadcast row `sending` (its turn is about to come); False if it is no longer
+        ours. The rows that ask while one mark is being written are marked together in the next
+        transaction: under load a write takes longer, and more rows share it."""
+        fut = asyncio.get_running_loop().create_future()
+        self._marks.append((row_id, fut))
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._mark_loop(), name="outbox-marks")
+        return await fut
+
+    async def _mark_loop(self) -> None:
+        # never cancelled (its waiters are shielded): a transaction is not left half done
+        while self._marks:
+            # under the flush lock, like the heartbeat: it locks some of the same rows, and on
+            # PostgreSQL two multi-row updates taking them in different orders deadlock
+            async with self._flush_lock:
+                marks, self._marks = self._marks, []
+                results = self._take_results()  # the results waiting go with them (one write fewer)
+                try:
+                    async with self.sessionmaker() as s, s.begin():
+                        res = await s.execute(update(OutboxMessage)
+                                              .where(OutboxMessage.id.in_(sorted({i for i, _ in marks})),
+                                                     OutboxMessage.locked_by == self.name,
+                                                     OutboxMessage.status == "in_flight")
+                                              .values(status="sending").returning(OutboxMessage.id))
+                        marked = set(res.scalars())
+                        if results:
+                            await self._write_results(s, results)
+                except Exception as e:  # each sender handles it as its own failed database step
+                    self._results[:0] = results  # written with the next batch
+                    for _, fut in marks:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+            self.mark_writes += 1
+            self.mark_count += len(marks)
+            for row_id, fut in marks:
+                if not fut.done():
+                    fut.set_result(row_id in marked)
 
     async def _sent_ref(self, name: str) -> SentRef | None:
         async with self.sessionmaker() as s:
@@ -558,37 +636,45 @@ class OutboxDispatcher:
 
     async def _flush(self) -> None:
         async with self._flush_lock:
-            results, self._results = self._results, []
-            results = [r for r in results if not (r.extra.get("migrated") or r.extra.get("lost"))]
-            if not results:
-                return
-            try:
-                async with self.sessionmaker() as s, s.begin():
-                    # grouped by the columns they set: one executemany each
-                    groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
-                    for r in sorted(results, key=lambda r: r.row_id):  # rows locked in one order
-                        groups[tuple(sorted(r.values))].append(dict(r.values, id=r.row_id))
-                    for params in groups.values():
-                        await s.execute(update(OutboxMessage), params)
-                    for r in results:
-                        if r.remember is not None:
-                            name, chat_id, message_id = r.remember
-                            await s.execute(upsert(s, SentRef, ["name"],
-                                                   dict(name=name, chat_id=chat_id, message_id=message_id),
-                                                   dict(chat_id=chat_id, message_id=message_id)))
-                    for chat_id in {r.chat_id for r in results if r.gone}:
-                        if self.on_gone is not None:
-                            await self.on_gone(s, chat_id)
-                        # nothing else can reach this chat either
-                        await s.execute(update(OutboxMessage).where(OutboxMessage.chat_id == chat_id,
-                                                                    OutboxMessage.status == "pending")
-                                        .values(status="gone", error="recipient gone"))
-            except Exception:
-                self._results[:0] = results  # written with the next batch
-                raise
-        touched = {r.broadcast_id for r in results if r.broadcast_id is not None}
+            results = self._take_results()
+            if results:
+                try:
+                    async with self.sessionmaker() as s, s.begin():
+                        await self._write_results(s, results)
+                except Exception:
+                    self._results[:0] = results  # written with the next batch
+                    raise
+        # the progress of the broadcasts whose rows were written since the last report (here or
+        # with the sending marks), at most once a flush
+        touched, self._touched = self._touched, set()
         if touched:
             await self._progress(touched)
+
+    def _take_results(self) -> list[_Result]:
+        results, self._results = self._results, []
+        return [r for r in results if not (r.extra.get("migrated") or r.extra.get("lost"))]
+
+    async def _write_results(self, s: AsyncSession, results: list[_Result]) -> None:
+        # grouped by the columns they set: one executemany each
+        groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+        for r in sorted(results, key=lambda r: r.row_id):  # rows locked in one order
+            groups[tuple(sorted(r.values))].append(dict(r.values, id=r.row_id))
+        for params in groups.values():
+            await s.execute(update(OutboxMessage), params)
+        for r in results:
+            if r.remember is not None:
+                name, chat_id, message_id = r.remember
+                await s.execute(upsert(s, SentRef, ["name"],
+                                       dict(name=name, chat_id=chat_id, message_id=message_id),
+                                       dict(chat_id=chat_id, message_id=message_id)))
+        for chat_id in {r.chat_id for r in results if r.gone}:
+            if self.on_gone is not None:
+                await self.on_gone(s, chat_id)
+            # nothing else can reach this chat either
+            await s.execute(update(OutboxMessage).where(OutboxMessage.chat_id == chat_id,
+                                                        OutboxMessage.status == "pending")
+                            .values(status="gone", error="recipient gone"))
+        self._touched.update(r.broadcast_id for r in results if r.broadcast_id is not None)
 
     async def _progress(self, broadcast_ids: set[int]) -> None:
         if self.on_progress is None:

@@ -70,6 +70,7 @@ class PtbTransport(BaseMessenger):
         polling = AiohttpRequest(connection_pool_size=2, read_timeout=60.0, proxy=proxy or None)
         self.bot = Bot(token, base_url=f"{api_base}/bot", base_file_url=f"{api_base}/file/bot", request=request,
                        get_updates_request=polling)
+        self._requests = (request, polling)
         self.app = Application.builder().bot(self.bot).updater(None).build()
         self._process = None
 
@@ -121,6 +122,8 @@ class PtbTransport(BaseMessenger):
             await self.app.shutdown()
         except Exception as e:  # shutting down twice, or never initialised
             log.debug("shutdown: %s", e)
+        for request in self._requests:  # opened by a request even if PTB was never initialised
+            await request.shutdown()
 
     # --- Messenger ---------------------------------------------------------------------------
 
