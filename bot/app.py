@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import BigInteger, cast, delete, event, func, literal, select, union_all, update
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
@@ -374,23 +374,25 @@ class Core:
             async with self.sessionmaker() as s, s.begin():
                 s.info[_NEW_OUTBOX] = []
                 leased: list[str] = []
-                if dialect_name(s) == "sqlite":
-                    # the transaction holds SQLite's one writer (BEGIN IMMEDIATE): nobody can take
-                    # a chat or store an update meanwhile, so one look is enough
-                    held = set((await s.execute(select(Lease.name).where(
-                        Lease.name.in_(names), Lease.holder != self.holder, Lease.expires_at > now))).scalars())
-                    busy = {c for c, n in zip(chats, names) if n in held}
+                # one look: chats with an update waiting in the inbox (handled in their turn, after
+                # it), updates of these stored before (sent again: their chats too), and on SQLite
+                # chats another replica holds (the transaction holds SQLite's one writer, BEGIN
+                # IMMEDIATE: nobody can take a chat or store an update meanwhile)
+                looks = [select(literal(0), InboxUpdate.chat_id).where(InboxUpdate.chat_id.in_(chats),
+                                                                      InboxUpdate.handled_at.is_(None)),
+                         select(literal(1), InboxUpdate.update_id).where(InboxUpdate.update_id.in_(uids))]
+                sqlite = dialect_name(s) == "sqlite"
+                if sqlite:
+                    looks.append(select(literal(2), cast(func.substr(Lease.name, 6), BigInteger)).where(
+                        Lease.name.in_(names), Lease.holder != self.holder, Lease.expires_at > now))
                 else:
-                    # the lease rows, taken and given back in this transaction, are locked until it
-                    # commits: another replica's claim of these chats waits for it
+                    # the lease rows, taken and given back in this transaction (before the look), are
+                    # locked until it commits: another replica's claim of these chats waits for it
                     leased = await self._take_leases(s, names, now)
-                    busy = {c for c, n in zip(chats, names) if n not in leased}
-                # a chat with an update waiting in the inbox (or one of these sent again) is
-                # handled in its turn, after it
-                busy |= set((await s.execute(select(InboxUpdate.chat_id).where(
-                    InboxUpdate.chat_id.in_(chats), InboxUpdate.handled_at.is_(None)).distinct())).scalars())
-                seen_before = set((await s.execute(select(InboxUpdate.update_id).where(
-                    InboxUpdate.update_id.in_(uids)))).scalars())
+                found = (await s.execute(union_all(*looks))).all()
+                busy = {v for k, v in found if k in (0, 2)} | {c for c, n in zip(chats, names)
+                                                               if not sqlite and n not in leased}
+                seen_before = {v for k, v in found if k == 1}
                 busy |= {chat_of(u) for u, uid in zip(chunk, uids) if uid in seen_before}
                 rows = []
                 for u, uid in zip(chunk, uids):
