@@ -132,3 +132,26 @@ async def test_a_crash_undoes_its_chunk_which_then_goes_the_long_way(bot: BotHar
     assert len(rows) == len(people) and all(r.handled_at is not None for r in rows.values())
     assert "handler bug" in rows[bad.id].error
     assert all(r.error is None for c, r in rows.items() if c != bad.id)
+
+
+async def test_an_update_the_database_cannot_store_does_not_hold_back_its_batch(bot: BotHarness):
+    """A text with a NUL character (PostgreSQL's JSON cannot hold one) in a batch of eight chats:
+    the others are answered once each; that update is kept (as a failed stub where it cannot be
+    stored) and nothing stays unhandled."""
+    people = residents(8)
+    for p in people:
+        bot.api.add_chat(p.id)
+    odd = people[3]
+    mark = bot.api.mark()
+    push_all(bot, [U.message(p, text="路灯\x00不亮" if p is odd else QUESTION) for p in people])
+    await bot.settle(timeout=30)
+    await bot.delivered()
+    answer = bot.texts(people[0].id, since=mark)
+    assert len(answer) == 1
+    for p in people:
+        if p is not odd:
+            assert bot.texts(p.id, since=mark) == answer
+    assert len(bot.texts(odd.id, since=mark)) <= 1
+    async with bot.core.sessionmaker() as s:
+        left = (await s.execute(select(InboxUpdate).where(InboxUpdate.handled_at.is_(None)))).scalars().all()
+    assert left == []
