@@ -244,11 +244,10 @@ class _SqliteWriter:
                 self._check(q, me)
                 step = min(step * 2, 1.0)
         finally:
-            if got:
-                pass  # the caller records it
-            elif not acquire.done():
-                acquire.cancel()  # out of the line (a lock handed to it meanwhile goes on to the next)
-            elif not acquire.cancelled() and acquire.exception() is None:
+            # taken: the caller records it; otherwise this waiter leaves the line
+            if not got and not acquire.done():
+                acquire.cancel()  # (a lock handed to it meanwhile goes on to the next)
+            elif not got and not acquire.cancelled() and acquire.exception() is None:
                 q.lock.release()  # taken just as this waiter gave up (cancelled)
 
     def give(self, token: Any) -> None:
