@@ -38,6 +38,28 @@ from tests.fakebotapi.updates import TgUser
 from tests.harness import BotHarness
 
 PG_URL = os.environ.get("GRIDBOT_TEST_POSTGRES_URL", "")
+
+
+def afternoon_zone(now: datetime | None = None) -> str:
+    """A fixed-offset time zone in which it is now 14:00-14:59. A `gridbot run` started by a test
+    with it neither reaches the morning digest (08:30) nor Monday's 09:00 list for the next 17
+    hours, and a digest whose time passed before the first start is not sent: so the warning
+    lines and messages a test counts do not depend on the hour CI happens to run at."""
+    hour = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).hour
+    offset = next(o for o in range(-12, 15) if (hour + o) % 24 == 14)
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX signs: Etc/GMT-8 is UTC+8
+
+
+CHILD_TIMEZONE = afternoon_zone()  # once per test session: a restarted bot keeps its zone
+
+
+def child_env(**env: str) -> dict[str, str]:
+    """The environment of a gridbot process a test starts: this one's, without its GRIDBOT_
+    settings, in the afternoon zone unless `env` names another, then `env`."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
+    out["GRIDBOT_TIMEZONE"] = CHILD_TIMEZONE
+    out.update(env)
+    return out
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
 TOKEN = "123456:TEST-token_for-gridbot"
 

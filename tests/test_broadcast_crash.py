@@ -8,7 +8,6 @@ counted in the summary, not resent.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from bot.db import make_engine, make_sessionmaker
 from bot.outbox.models import OutboxMessage
 from bot.people.models import Person
 from bot.runner import prepare_database
-from tests.conftest import SUN, TOKEN
+from tests.conftest import SUN, TOKEN, child_env
 from tests.fakebotapi import FakeBotAPI
 from tests.test_restart import ROOT, start_bot, wait_until
 
@@ -32,10 +31,8 @@ FIRST = 50_000
 
 
 def gridbot_env(api: FakeBotAPI, db_url: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
-    env.update(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
-               GRIDBOT_ADMIN_IDS=str(SUN.id), GRIDBOT_BROADCAST_RATE=str(RATE))
-    return env
+    return child_env(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
+                     GRIDBOT_ADMIN_IDS=str(SUN.id), GRIDBOT_BROADCAST_RATE=str(RATE))
 
 
 async def outbox_counts(db_url: str) -> Counter:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import child_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def gridbot(*args: str, env: dict | None = None, stdin: str | None = None, timeout: float = 120):
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
-    environ.update(env or {})
+    environ = child_env(**(env or {}))
     return subprocess.run([sys.executable, "-m", "bot", *args], cwd=ROOT, env=environ, input=stdin,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -67,7 +67,7 @@ def test_commands_without_telegram_do_not_import_a_bot_framework(tmp_path):
     env = {"GRIDBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db"}
     for args in (["grid", "route", "--address", "香港中路12号", "--json"], ["db", "upgrade"], ["faq", "match", "--json", "垃圾"],
                  ["jobs", "list"]):
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")} | env
+        environ = child_env(**env)
         r = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=environ, capture_output=True, text=True,
                            timeout=120)
         assert "FRAMEWORKS: []" in r.stderr, (args, r.stderr[-1500:])

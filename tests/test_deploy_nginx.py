@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import PG_URL, SUN, TOKEN, WANG, reset_postgres
+from tests.conftest import PG_URL, SUN, TOKEN, WANG, child_env, reset_postgres
 from tests.fakebotapi import FakeBotAPI
 from tests.fakebotapi import updates as U
 
@@ -107,9 +107,7 @@ class Replica:
 
 
 def environ(**kw: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
-    env.update(kw)
-    return env
+    return child_env(**kw)
 
 
 async def gridbot(env: dict, *args: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import time
@@ -20,7 +19,7 @@ from sqlalchemy import select
 
 from bot.core_models import InboxUpdate
 from bot.db import make_engine, make_sessionmaker
-from tests.conftest import PG_URL, TOKEN
+from tests.conftest import PG_URL, TOKEN, child_env
 from tests.fakebotapi import FakeBotAPI
 from tests.fakebotapi import updates as U
 from tests.test_replicas import free_port
@@ -101,9 +100,8 @@ OUTAGE = 20.0  # seconds the database is unreachable
 
 
 async def start_gridbot(api: FakeBotAPI, db_url: str, framework: str, *args: str, **env: str):
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
-    environ.update(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
-                   GRIDBOT_FRAMEWORK=framework, **env)
+    environ = child_env(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
+                        GRIDBOT_FRAMEWORK=framework, **env)
     from tests.test_restart import ROOT
     import sys
 
@@ -414,9 +412,8 @@ async def test_two_replicas_keep_the_global_rate_together():
         for i in range(n):
             api.add_chat(first + i)
         api.add_chat(SUN.id)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
-        env.update(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=PG_URL,
-                   GRIDBOT_ADMIN_IDS=str(SUN.id), GRIDBOT_BROADCAST_RATE=str(rate))
+        env = child_env(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=PG_URL,
+                        GRIDBOT_ADMIN_IDS=str(SUN.id), GRIDBOT_BROADCAST_RATE=str(rate))
         queued = subprocess.run([sys.executable, "-m", "bot", "broadcast", "--text", "明天上午 9:00 停水，请提前储水。",
                                  "--audience", "residents", "--yes"], cwd=ROOT, env=env, capture_output=True,
                                 text=True, timeout=120)

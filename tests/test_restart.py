@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from sqlalchemy import func, select
 
 from bot.core_models import InboxUpdate
 from bot.db import make_engine, make_sessionmaker
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, child_env
 from tests.fakebotapi import FakeBotAPI
 from tests.fakebotapi import updates as U
 
@@ -22,9 +21,8 @@ USERS = [U.TgUser(20_000 + i, f"居民{i}") for i in range(60)]
 
 
 async def start_bot(api: FakeBotAPI, db_url: str, framework: str, **env) -> asyncio.subprocess.Process:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
-    environ.update(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
-                   GRIDBOT_FRAMEWORK=framework, GRIDBOT_MAX_CONCURRENT_CHATS="1", **env)
+    environ = child_env(GRIDBOT_BOT_TOKEN=TOKEN, GRIDBOT_TELEGRAM_API_BASE=api.base_url, GRIDBOT_DATABASE_URL=db_url,
+                        GRIDBOT_FRAMEWORK=framework, GRIDBOT_MAX_CONCURRENT_CHATS="1", **env)
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", "--sample-grid", cwd=str(ROOT), env=environ,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL, TOKEN
+from tests.conftest import PG_URL, TOKEN, child_env
 from tests.fakebotapi import FakeBotAPI
 from tests.fakebotapi import updates as U
 from tests.test_cli import gridbot
@@ -58,8 +57,7 @@ def test_each_bad_setting_is_one_line_naming_it(tmp_path, name, value):
 
 
 async def start(env: dict, *args: str) -> asyncio.subprocess.Process:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
-    environ.update(GRIDBOT_BOT_TOKEN=TOKEN, **env)
+    environ = child_env(GRIDBOT_BOT_TOKEN=TOKEN, **env)
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", *args, cwd=str(ROOT), env=environ,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 
