@@ -359,8 +359,10 @@ class Core:
         handled; False: stored but not handled (submit it). None: nothing written (store them
         the usual way)."""
         from bot.context import NO_STATE
-        from bot.core_models import Conversation, Lease
+        from bot.core_models import Conversation, Lease, UnansweredQuestion
         from bot.people.models import Person
+        from bot.people.service import NO_PERSON
+        from bot.sql import reserve_ids
 
         now = self.clock()
         uids = [int(u["update_id"]) for u in chunk]
@@ -412,12 +414,16 @@ class Core:
                 users = {k: uid for k in mine if (uid := _user_id(chunk[k])) is not None}
                 people = list((await s.execute(select(Person).where(Person.id.in_(set(users.values())))))
                               .scalars()) if users else []
+                s.info[NO_PERSON] = set(users.values()) - {p.id for p in people}
                 pairs = {(chat_of(chunk[k]), uid) for k, uid in users.items()}
                 if pairs:
                     people += list((await s.execute(select(Conversation).where(
                         Conversation.chat_id.in_({c for c, _ in pairs}),
                         Conversation.user_id.in_({u for _, u in pairs})))).scalars())
                     s.info[NO_STATE] = pairs - {(o.chat_id, o.user_id) for o in people if isinstance(o, Conversation)}
+                # ids for the questions' log rows, so that no handler flushes on its own: the
+                # chunk's log rows and replies are then written in one INSERT each
+                await reserve_ids(s, UnansweredQuestion, sum(1 for k in mine if _question_text(chunk[k])))
                 for k in mine:
                     hand = _InHand(uids[k], session=s, claimed=True)
                     hands.append(hand)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.core_models import UnansweredQuestion
+from bot.sql import give_id
 from bot.transport.base import Button
 from handlers.registry import callback, command
 
@@ -37,7 +38,7 @@ async def _log(ctx, text: str, kind: str, entry_id: str | None) -> UnansweredQue
     q = UnansweredQuestion(at=ctx.now, user_id=ctx.ev.user.id, query=text, normalized=(normalize(text) or text)[:300],
                            kind=kind, entry_id=entry_id)
     ctx.session.add(q)
-    await ctx.session.flush()
+    await give_id(ctx.session, q)  # the "didn't help" button names it
     return q
 
 

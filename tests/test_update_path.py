@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from datetime import timedelta
 
 import handlers
@@ -27,6 +28,7 @@ class WriteLog:
     def __init__(self, engine) -> None:
         self.engine = engine.sync_engine
         self.txns: list[set[str]] = []
+        self.inserts: Counter[str] = Counter()  # INSERT statements per table
         event.listen(self.engine, "begin", self._begin)
         event.listen(self.engine, "before_cursor_execute", self._exec)
         event.listen(self.engine, "commit", self._commit)
@@ -43,6 +45,8 @@ class WriteLog:
         m = WRITE.match(statement)
         if m:
             conn.info.setdefault("test_tables", set()).add(m.group(1).lower())
+            if statement.lstrip()[:6].upper() == "INSERT":
+                self.inserts[m.group(1).lower()] += 1
 
     def _commit(self, conn) -> None:
         tables = conn.info.pop("test_tables", set())

@@ -45,6 +45,9 @@ async def roles_of(*, session: AsyncSession, person: Person, settings) -> Roles:
 
 
 SEEN_EVERY = timedelta(hours=1)
+# session.info key: ids of users known to have no person row in this transaction (looked up for
+# several updates at once, Core.take): their first contact needs no query
+NO_PERSON = "gridbot_no_person"
 
 
 async def seen(*, session: AsyncSession, user: User, now: datetime, private: bool) -> Person:
@@ -54,8 +57,11 @@ async def seen(*, session: AsyncSession, user: User, now: datetime, private: boo
     # cut to the columns: Telegram's own limits are shorter, but nothing checks what arrives
     name, username = user.full_name[:200], (user.username or "")[:64] or None
     language = (user.language_code or "")[:16] or None
-    p = await session.get(Person, user.id)
+    unknown = session.info.get(NO_PERSON, ())
+    p = None if user.id in unknown else await session.get(Person, user.id)
     if p is None:
+        if unknown:
+            unknown.discard(user.id)  # added now: found in the session from here on
         p = Person(id=user.id, name=name, username=username, tg_language=language,
                    created_at=now, is_active=True, has_chatted=private, is_admin=False)
         session.add(p)
