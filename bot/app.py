@@ -73,6 +73,7 @@ class _InHand:
 
 
 _NEW_OUTBOX = "gridbot_new_outbox"  # session.info key: outbox rows added in the session (take)
+_BULK_OUTBOX = "gridbot_bulk_outbox"  # session.info key: an INSERT statement into the outbox ran (take)
 
 
 @event.listens_for(Session, "transient_to_pending")
@@ -80,6 +81,14 @@ def _note_outbox_row(session, obj) -> None:
     rows = session.info.get(_NEW_OUTBOX)
     if rows is not None and type(obj).__name__ == "OutboxMessage":
         rows.append(obj)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_outbox_insert(state) -> None:
+    if state.is_insert and _NEW_OUTBOX in state.session.info:
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) == "outbox":
+            state.session.info[_BULK_OUTBOX] = True
 
 
 _IN_HAND: contextvars.ContextVar[_InHand | None] = contextvars.ContextVar("gridbot_in_hand", default=None)
@@ -371,6 +380,7 @@ class Core:
         hands: list[_InHand] = []
         done = [False] * len(chunk)
         handed: list = []
+        kick = False
         self._premade = premade or {}
         try:
             async with self.sessionmaker() as s, s.begin():
@@ -445,7 +455,9 @@ class Core:
                     if not hand.processed:
                         raise RuntimeError("the framework did not hand the update to the core")
                     done[k] = True
-                handed = await self._claim_replies(s, now) if mine else []
+                handed, all_handed = await self._claim_replies(s, now) if mine else ([], True)
+                # the dispatcher looks for due rows only if this queued some it was not handed
+                kick = not all_handed or bool(s.info.get(_BULK_OUTBOX))
                 if leased:
                     await s.execute(delete(Lease).where(Lease.name.in_(leased), Lease.holder == self.holder)
                                     .execution_options(synchronize_session=False))
@@ -460,8 +472,9 @@ class Core:
             self.dispatcher.hand(handed)
         for hand in hands:
             for then in hand.after:
+                kick = True
                 await then()
-        if self.dispatcher is not None:
+        if kick and self.dispatcher is not None:
             self.dispatcher.kick()
         return done
 
@@ -511,18 +524,19 @@ class Core:
             del memo[next(iter(memo))]  # the oldest
         memo[text] = result
 
-    async def _claim_replies(self, s, now: datetime) -> list:
+    async def _claim_replies(self, s, now: datetime) -> tuple[list, bool]:
         """The replies this transaction queued, claimed in it for this process's dispatcher and
         handed to it once committed: no claim transaction, no wait for one. Only when nothing
         else of their chats is queued or under way (the chat's order is the claim's to keep
-        then) and the dispatcher is running."""
+        then) and the dispatcher is running. And whether every row it added was claimed so."""
         from bot.outbox import dispatcher as outbox
         from bot.outbox.models import OutboxMessage
 
         d = self.dispatcher
-        rows = [o for o in s.info.pop(_NEW_OUTBOX, ()) if o.broadcast_id is None and o.status == "pending"]
+        added = s.info.pop(_NEW_OUTBOX, ())
+        rows = [o for o in added if o.broadcast_id is None and o.status == "pending"]
         if not rows or d is None or not d.taking:
-            return []
+            return [], not added
         claim = dict(status="in_flight", locked_by=d.name, locked_until=now + outbox.LEASE)
         for o in rows:
             for k, v in claim.items():
@@ -536,7 +550,7 @@ class Core:
             for o in rows:
                 if o.chat_id in busy:
                     o.status, o.locked_by, o.locked_until = "pending", None, None
-        return [o for o in rows if o.chat_id not in busy]
+        return [o for o in rows if o.chat_id not in busy], not busy and len(rows) == len(added)
 
     async def recover(self) -> int:
         """Queue what was stored but never handled (the process died with it in hand, or another

@@ -75,7 +75,14 @@ async def test_an_update_that_arrives_alone_costs_one_write_transaction(bot: Bot
         claimed.extend(r.chat_id for r in rows)
         return rows
 
-    dispatcher.claim = counted_claim
+    kicks: list[int] = []
+    kick = dispatcher.kick
+
+    def counted_kick():
+        kicks.append(1)
+        kick()
+
+    dispatcher.claim, dispatcher.kick = counted_claim, counted_kick
     log = WriteLog(bot.core.engine)
     try:
         for person in people:
@@ -84,12 +91,14 @@ async def test_an_update_that_arrives_alone_costs_one_write_transaction(bot: Bot
             assert replies, f"no reply to {person.id}"
     finally:
         log.close()
-        del dispatcher.claim
+        del dispatcher.claim, dispatcher.kick
     path = log.update_path()
     assert len(path) == len(people), path
     assert all({"inbox", "outbox"} <= t for t in path), path  # stored and answered together
     # the replies were handed to the dispatcher at commit, claimed already: no claim took them
     assert not set(claimed) & {p.id for p in people}, claimed
+    # nor did the dispatcher look for due rows after them: it was handed all there was
+    assert kicks == []
     async with bot.core.sessionmaker() as s:
         rows = (await s.execute(select(InboxUpdate).where(InboxUpdate.chat_id.in_([p.id for p in people])))).scalars().all()
         leases = (await s.execute(select(Lease).where(Lease.name.like("chat:%")))).scalars().all()
