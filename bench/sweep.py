@@ -6,6 +6,7 @@
     GRIDBOT_BENCH_PG_URL=... python bench/sweep.py
     python bench/sweep.py --keep /tmp/sweep1m.db --runs 3   # fill once, then 3 runs on copies
     python bench/sweep.py --keep /tmp/sweep1m.db --runs 3 --pg URL --pg-keep   # PostgreSQL filled once too
+    python bench/sweep.py --no-sqlite --runs 3 --pg URL --pg-keep               # PostgreSQL alone
 
 With --runs N the due-batch sweep and the digest are timed N times, each on a fresh copy of
 the filled database (SQLite) or after putting the due batch back (PostgreSQL), and the median
@@ -323,10 +324,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="timed runs, each on a fresh copy (median printed)")
     ap.add_argument("--pg-keep", action="store_true",
                     help="fill the PostgreSQL database once and reuse it (--runs times, the due batch put back)")
+    ap.add_argument("--no-sqlite", action="store_true",
+                    help="PostgreSQL only: no SQLite runs first (their file copies push PostgreSQL's pages out of"
+                         " the OS cache)")
     a = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        if a.keep:
+        if a.no_sqlite:
+            pass
+        elif a.keep:
             base = Path(a.keep)
             if not base.exists():
                 asyncio.run(bench(f"sqlite+aiosqlite:///{base}", a.cases, a.due, False, fill_only=True))
