@@ -39,6 +39,7 @@ from bot.logonce import ErrorLog
 from bot.notify import language_of
 from bot.outbox.dispatcher import OutboxDispatcher
 from bot.outbox.kinds import MessageKind
+from bot.outbox.models import OutboxMessage
 from bot.outbox.ratelimit import Limits, RateLimiter
 from bot.outbox.service import enqueue
 from bot.people.service import mark_gone, seen, seen_group
@@ -72,6 +73,7 @@ class _InHand:
     abort: BaseException | None = None  # what made it give up: the update goes the usual way
 
 
+_QUEUED = ("pending", "in_flight", "sending")  # outbox rows not done with
 _NEW_OUTBOX = "gridbot_new_outbox"  # session.info key: outbox rows added in the session (take)
 _BULK_OUTBOX = "gridbot_bulk_outbox"  # session.info key: an INSERT statement into the outbox ran (take)
 
@@ -392,7 +394,11 @@ class Core:
                 # IMMEDIATE: nobody can take a chat or store an update meanwhile)
                 looks = [select(literal(0), InboxUpdate.chat_id).where(InboxUpdate.chat_id.in_(chats),
                                                                       InboxUpdate.handled_at.is_(None)),
-                         select(literal(1), InboxUpdate.update_id).where(InboxUpdate.update_id.in_(uids))]
+                         select(literal(1), InboxUpdate.update_id).where(InboxUpdate.update_id.in_(uids)),
+                         # and the chats with messages queued or under way: a reply behind them
+                         # is left to the dispatcher (_claim_replies)
+                         select(literal(3), OutboxMessage.chat_id).where(OutboxMessage.chat_id.in_(chats),
+                                                                         OutboxMessage.status.in_(_QUEUED))]
                 sqlite = dialect_name(s) == "sqlite"
                 if sqlite:
                     looks.append(select(literal(2), cast(func.substr(Lease.name, 6), BigInteger)).where(
@@ -405,6 +411,7 @@ class Core:
                 busy = {v for k, v in found if k in (0, 2)} | {c for c, n in zip(chats, names)
                                                                if not sqlite and n not in leased}
                 seen_before = {v for k, v in found if k == 1}
+                queued = {v for k, v in found if k == 3}
                 busy |= {chat_of(u) for u, uid in zip(chunk, uids) if uid in seen_before}
                 rows = []
                 for u, uid in zip(chunk, uids):
@@ -455,7 +462,7 @@ class Core:
                     if not hand.processed:
                         raise RuntimeError("the framework did not hand the update to the core")
                     done[k] = True
-                handed, all_handed = await self._claim_replies(s, now) if mine else ([], True)
+                handed, all_handed = await self._claim_replies(s, now, set(chats), queued) if mine else ([], True)
                 # the dispatcher looks for due rows only if this queued some it was not handed
                 kick = not all_handed or bool(s.info.get(_BULK_OUTBOX))
                 if leased:
@@ -524,13 +531,15 @@ class Core:
             del memo[next(iter(memo))]  # the oldest
         memo[text] = result
 
-    async def _claim_replies(self, s, now: datetime) -> tuple[list, bool]:
+    async def _claim_replies(self, s, now: datetime, looked: set[int], queued: set[int]) -> tuple[list, bool]:
         """The replies this transaction queued, claimed in it for this process's dispatcher and
         handed to it once committed: no claim transaction, no wait for one. Only when nothing
         else of their chats is queued or under way (the chat's order is the claim's to keep
-        then) and the dispatcher is running. And whether every row it added was claimed so."""
+        then) and the dispatcher is running. And whether every row it added was claimed so.
+        `queued`: the chats of those `looked` at before the handlers ran that had messages queued
+        or under way then; other chats are looked at here, and all of them if a handler wrote
+        outbox rows with an INSERT statement of its own (rows this session does not know)."""
         from bot.outbox import dispatcher as outbox
-        from bot.outbox.models import OutboxMessage
 
         d = self.dispatcher
         added = s.info.pop(_NEW_OUTBOX, ())
@@ -541,11 +550,15 @@ class Core:
         for o in rows:
             for k, v in claim.items():
                 setattr(o, k, v)
-        # the query flushes them (claimed), so they have ids and are not "others"
-        busy = set((await s.execute(select(OutboxMessage.chat_id).where(
-            OutboxMessage.chat_id.in_({o.chat_id for o in rows}),
-            OutboxMessage.status.in_(("pending", "in_flight", "sending")),
-            OutboxMessage.id.not_in([o.id for o in rows])))).scalars())
+        chats = {o.chat_id for o in rows}
+        if s.info.get(_BULK_OUTBOX):
+            looked = set()
+        busy = chats & looked & queued
+        if chats - looked:
+            # the query flushes them (claimed), so they have ids and are not "others"
+            busy |= set((await s.execute(select(OutboxMessage.chat_id).where(
+                OutboxMessage.chat_id.in_(chats - looked), OutboxMessage.status.in_(_QUEUED),
+                OutboxMessage.id.not_in([o.id for o in rows])))).scalars())
         if busy:
             for o in rows:
                 if o.chat_id in busy:
