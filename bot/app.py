@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import BigInteger, cast, delete, event, func, literal, select, union_all, update
@@ -44,7 +46,7 @@ from bot.outbox.ratelimit import Limits, RateLimiter
 from bot.outbox.service import enqueue
 from bot.people.service import mark_gone, seen, seen_group
 from bot.settings import Settings
-from bot.sql import dialect_name, insert_ignore
+from bot.sql import insert_ignore
 from bot.transport.base import Messenger, Outgoing
 from bot.updates import chat_of, to_incoming
 
@@ -97,6 +99,45 @@ _IN_HAND: contextvars.ContextVar[_InHand | None] = contextvars.ContextVar("gridb
 
 
 _MATCHERS: dict = {}  # built matchers by knowledge base (path and file stamps): one per process
+@functools.cache
+def _take_sql() -> SimpleNamespace:
+    """The statements of the update path (Core._take_many), built once with bound parameters:
+    building one and computing its cache key took about as long as running it (0.5–1 ms each)."""
+    from sqlalchemy import bindparam, or_
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    from bot.core_models import Conversation, Lease
+    from bot.people.models import Person
+
+    chats, uids, names = (bindparam(k, expanding=True) for k in ("chats", "uids", "names"))
+    # one look: chats with an update waiting in the inbox (handled in their turn, after it),
+    # updates of these stored before (sent again: their chats too), chats with messages queued
+    # or under way (a reply behind them is left to the dispatcher: _claim_replies), and on
+    # SQLite the chats another replica holds
+    looks = [select(literal(0), InboxUpdate.chat_id).where(InboxUpdate.chat_id.in_(chats),
+                                                           InboxUpdate.handled_at.is_(None)),
+             select(literal(1), InboxUpdate.update_id).where(InboxUpdate.update_id.in_(uids)),
+             select(literal(3), OutboxMessage.chat_id).where(OutboxMessage.chat_id.in_(chats),
+                                                             OutboxMessage.status.in_(_QUEUED))]
+    held = select(literal(2), cast(func.substr(Lease.name, 6), BigInteger)).where(
+        Lease.name.in_(names), Lease.holder != bindparam("holder"), Lease.expires_at > bindparam("now"))
+    # a chat's lease taken or renewed (PostgreSQL), returning its name if it was ours to take
+    take = pg_insert(Lease).values(name=bindparam("name"), holder=bindparam("holder"), expires_at=bindparam("until"))
+    take = take.on_conflict_do_update(
+        index_elements=[Lease.name], set_=dict(holder=take.excluded.holder, expires_at=take.excluded.expires_at),
+        where=or_(Lease.expires_at <= bindparam("now"), Lease.holder == bindparam("holder"))).returning(Lease.name)
+    return SimpleNamespace(
+        look=union_all(*looks), look_sqlite=union_all(*looks, held), take_lease=take,
+        store=pg_insert(InboxUpdate).on_conflict_do_nothing(),
+        store_sqlite=sqlite_insert(InboxUpdate).on_conflict_do_nothing(),
+        give_back=delete(Lease).where(Lease.name.in_(names), Lease.holder == bindparam("holder"))
+        .execution_options(synchronize_session=False),
+        people=select(Person).where(Person.id.in_(bindparam("ids", expanding=True))),
+        states=select(Conversation).where(Conversation.chat_id.in_(chats),
+                                          Conversation.user_id.in_(bindparam("users", expanding=True))))
+
+
 _MATCH_THREAD = None
 
 
@@ -370,8 +411,7 @@ class Core:
         handled; False: stored but not handled (submit it). None: nothing written (store them
         the usual way)."""
         from bot.context import NO_STATE
-        from bot.core_models import Conversation, Lease, UnansweredQuestion
-        from bot.people.models import Person
+        from bot.core_models import Conversation, UnansweredQuestion
         from bot.people.service import NO_PERSON
         from bot.sql import reserve_ids
 
@@ -388,26 +428,17 @@ class Core:
             async with self.sessionmaker() as s, s.begin():
                 s.info[_NEW_OUTBOX] = []
                 leased: list[str] = []
-                # one look: chats with an update waiting in the inbox (handled in their turn, after
-                # it), updates of these stored before (sent again: their chats too), and on SQLite
-                # chats another replica holds (the transaction holds SQLite's one writer, BEGIN
-                # IMMEDIATE: nobody can take a chat or store an update meanwhile)
-                looks = [select(literal(0), InboxUpdate.chat_id).where(InboxUpdate.chat_id.in_(chats),
-                                                                      InboxUpdate.handled_at.is_(None)),
-                         select(literal(1), InboxUpdate.update_id).where(InboxUpdate.update_id.in_(uids)),
-                         # and the chats with messages queued or under way: a reply behind them
-                         # is left to the dispatcher (_claim_replies)
-                         select(literal(3), OutboxMessage.chat_id).where(OutboxMessage.chat_id.in_(chats),
-                                                                         OutboxMessage.status.in_(_QUEUED))]
-                sqlite = dialect_name(s) == "sqlite"
-                if sqlite:
-                    looks.append(select(literal(2), cast(func.substr(Lease.name, 6), BigInteger)).where(
-                        Lease.name.in_(names), Lease.holder != self.holder, Lease.expires_at > now))
-                else:
+                sql = _take_sql()
+                # one look (_take_sql); on SQLite it also finds the chats another replica holds (the
+                # transaction holds SQLite's one writer, BEGIN IMMEDIATE: nobody can take a chat or
+                # store an update meanwhile)
+                sqlite = self.engine.dialect.name == "sqlite"
+                if not sqlite:
                     # the lease rows, taken and given back in this transaction (before the look), are
                     # locked until it commits: another replica's claim of these chats waits for it
                     leased = await self._take_leases(s, names, now)
-                found = (await s.execute(union_all(*looks))).all()
+                found = (await s.execute(sql.look_sqlite if sqlite else sql.look, dict(
+                    chats=chats, uids=uids, names=names, holder=self.holder, now=now))).all()
                 busy = {v for k, v in found if k in (0, 2)} | {c for c, n in zip(chats, names)
                                                                if not sqlite and n not in leased}
                 seen_before = {v for k, v in found if k == 1}
@@ -423,20 +454,19 @@ class Core:
                         row.update(handled_at=now, attempts=1)  # claimed as it is stored
                     rows.append(row)
                 if rows:
-                    await s.execute(insert_ignore(s, InboxUpdate), rows)
+                    await s.execute(sql.store_sqlite if sqlite else sql.store, rows)
                 mine = [k for k, u in enumerate(chunk) if chat_of(u) not in busy]
                 # the people of the chunk, loaded at once (the handlers then find them in the session)
                 # the people and conversations of the chunk, loaded at once (the handlers find them
                 # in the session, or know there is none)
                 users = {k: uid for k in mine if (uid := _user_id(chunk[k])) is not None}
-                people = list((await s.execute(select(Person).where(Person.id.in_(set(users.values())))))
+                people = list((await s.execute(sql.people, dict(ids=sorted(set(users.values())))))
                               .scalars()) if users else []
                 s.info[NO_PERSON] = set(users.values()) - {p.id for p in people}
                 pairs = {(chat_of(chunk[k]), uid) for k, uid in users.items()}
                 if pairs:
-                    people += list((await s.execute(select(Conversation).where(
-                        Conversation.chat_id.in_({c for c, _ in pairs}),
-                        Conversation.user_id.in_({u for _, u in pairs})))).scalars())
+                    people += list((await s.execute(sql.states, dict(
+                        chats=sorted({c for c, _ in pairs}), users=sorted({u for _, u in pairs})))).scalars())
                     s.info[NO_STATE] = pairs - {(o.chat_id, o.user_id) for o in people if isinstance(o, Conversation)}
                 # ids for the questions' log rows, so that no handler flushes on its own: the
                 # chunk's log rows and replies are then written in one INSERT each
@@ -466,8 +496,7 @@ class Core:
                 # the dispatcher looks for due rows only if this queued some it was not handed
                 kick = not all_handed or bool(s.info.get(_BULK_OUTBOX))
                 if leased:
-                    await s.execute(delete(Lease).where(Lease.name.in_(leased), Lease.holder == self.holder)
-                                    .execution_options(synchronize_session=False))
+                    await s.execute(sql.give_back, dict(names=leased, holder=self.holder))
                 del people
         except Exception as e:
             log.debug("updates %s go the usual way: %s: %s", uids, type(e).__name__, e)
@@ -488,6 +517,9 @@ class Core:
     async def _take_leases(self, s, names: list[str], now: datetime) -> list[str]:
         """Take (or renew) the chats' leases in the caller's transaction, in name order (two
         replicas lock them in the same order): the names taken."""
+        if len(names) == 1:  # an update that came alone: the statement built once
+            return list((await s.execute(_take_sql().take_lease, dict(
+                name=names[0], holder=self.holder, until=now + CHAT_LEASE, now=now))).scalars())
         from sqlalchemy import or_
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 

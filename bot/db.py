@@ -79,12 +79,61 @@ def make_engine(url: str, **kw: Any) -> AsyncEngine:
         return engine
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
-    kw.setdefault("pool_pre_ping", True)
+    # the connection used last is handed out first: a few connections stay busy (their
+    # prepared statements warm), the others idle and are pinged when next used
+    kw.setdefault("pool_use_lifo", True)
     # a server that does not answer is an outage to wait out, not a minute-long hang per attempt
     kw.setdefault("pool_timeout", 10)
     if "asyncpg" in url:
         kw.setdefault("connect_args", {"timeout": 5})
-    return create_async_engine(url, **kw)
+    ping = kw.pop("pool_pre_ping", None)
+    engine = create_async_engine(url, pool_pre_ping=bool(ping), **kw)
+    if ping is None:
+        _ping_when_idle(engine)
+    return engine
+
+
+PING_IDLE = 2.0  # seconds a pooled connection may rest before it is pinged on its next checkout
+_USED = "gridbot_used"  # connection record info: time.monotonic() of its last checkin or connect
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """SQLAlchemy's pre-ping, for connections that have rested: a connection back in the pool
+    less than PING_IDLE ago goes out unpinged (under load that is every checkout: a round trip
+    fewer per transaction); one that rested longer is pinged, and if the server dropped it (a
+    restart, an idle timeout) the pool replaces it before anyone uses it. A server that goes
+    away within those seconds fails the next statement on that connection instead, as a fault
+    the caller's retry already handles, and the pool drops that connection."""
+    import time
+
+    from sqlalchemy import exc
+
+    sync = engine.sync_engine
+    dialect = sync.dialect
+
+    @event.listens_for(sync, "connect")
+    def _connected(dbapi_conn, record) -> None:
+        record.info[_USED] = time.monotonic()
+
+    @event.listens_for(sync, "checkin")
+    def _back(dbapi_conn, record) -> None:
+        if record is not None:
+            record.info[_USED] = time.monotonic()
+
+    @event.listens_for(sync, "checkout")
+    def _out(dbapi_conn, record, proxy) -> None:
+        if time.monotonic() - record.info.get(_USED, 0.0) < PING_IDLE:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as e:
+            if not dialect.is_disconnect(e, dbapi_conn, None):
+                raise
+            alive = False
+        if not alive:
+            # as SQLAlchemy's pre-ping does: every connection pooled before now is replaced on
+            # its next checkout, this one at once (or the checkout fails to connect)
+            raise exc.InvalidatePoolError("the server closed a pooled connection")
 
 
 class WriterReentryError(RuntimeError):
