@@ -13,17 +13,23 @@ from tests.harness import BotHarness
 X, Y = U.TgUser(41_001, "陈静"), U.TgUser(41_002, "杨磊")
 
 
+async def held_for_a_retry(bot: BotHarness, text: str) -> None:
+    """A message to X that meets a 502 and waits a second for its retry."""
+    bot.api.fail_next("sendMessage", status=502, chat_id=X.id)
+    core = bot.core
+    async with core.sessionmaker() as s, s.begin():
+        await enqueue(session=s, msg=Outgoing(chat_id=X.id, text=text), kind="reply", now=core.clock())
+    core.dispatcher.kick()
+    await bot.api.wait_for(lambda c: c.method == "sendMessage" and not c.ok and c.chat_id in (X.id, str(X.id)),
+                           timeout=10)
+
+
 async def test_a_message_waiting_to_be_retried_holds_back_the_later_ones_of_its_chat_only(db_url, settings_for):
     async with BotHarness("aiogram", db_url, settings_for) as bot:
         for u in (X, Y):
             bot.api.add_user(u)
-        # the first message to X meets a 502 and waits a second for its retry
-        bot.api.fail_next("sendMessage", status=502, chat_id=X.id)
+        await held_for_a_retry(bot, "请描述处理结果")
         core = bot.core
-        async with core.sessionmaker() as s, s.begin():
-            await enqueue(session=s, msg=Outgoing(chat_id=X.id, text="请描述处理结果"), kind="reply", now=core.clock())
-        core.dispatcher.kick()
-        await bot.api.wait_for(lambda c: c.method == "sendMessage" and not c.ok, timeout=10)
         # queued while the first one waits for its retry: they must not overtake it
         async with core.sessionmaker() as s, s.begin():
             for text in ("请补充照片", "已办结"):
@@ -39,7 +45,6 @@ async def test_a_message_waiting_to_be_retried_holds_back_the_later_ones_of_its_
         assert first_y.time < bot.api.sent(X.id)[0].time
 
 
-
 async def test_a_question_asked_while_its_chat_has_a_message_waiting_is_answered_after_it(db_url, settings_for):
     """A reply goes straight to the dispatcher at commit only when nothing of its chat is queued
     or under way; behind a message waiting for its retry it takes its turn, for a question that
@@ -47,23 +52,13 @@ async def test_a_question_asked_while_its_chat_has_a_message_waiting_is_answered
     async with BotHarness("aiogram", db_url, settings_for) as bot:
         for u in (X, Y):
             bot.api.add_user(u)
-        bot.api.fail_next("sendMessage", status=502, chat_id=X.id)
-        core = bot.core
-        async with core.sessionmaker() as s, s.begin():
-            await enqueue(session=s, msg=Outgoing(chat_id=X.id, text="请描述处理结果"), kind="reply", now=core.clock())
-        core.dispatcher.kick()
-        await bot.api.wait_for(lambda c: c.method == "sendMessage" and not c.ok, timeout=10)
+        await held_for_a_retry(bot, "请描述处理结果")
         await bot.say(X, "路灯不亮了找谁？")
         await bot.api.wait_sent(X.id, count=2, timeout=15)
         texts = bot.texts(X.id)
         assert texts[0] == "请描述处理结果" and len(texts) == 2, texts
         # again, the question in one batch with another chat's, which is answered at once
-        bot.api.fail_next("sendMessage", status=502, chat_id=X.id)
-        async with core.sessionmaker() as s, s.begin():
-            await enqueue(session=s, msg=Outgoing(chat_id=X.id, text="请补充照片"), kind="reply", now=core.clock())
-        core.dispatcher.kick()
-        await bot.api.wait_for(lambda c: c.method == "sendMessage" and not c.ok and c.chat_id in (X.id, str(X.id)),
-                               timeout=10)
+        await held_for_a_retry(bot, "请补充照片")
         for user, text in ((Y, "路灯不亮了找谁？"), (X, "垃圾分类怎么分？")):  # one getUpdates batch
             bot.api.push_update(U.message(user, text=text))
         await bot.api.wait_sent(X.id, count=4, timeout=15)
