@@ -136,8 +136,21 @@ async def _run_gridbot(cfg: dict, stop, ready, out) -> None:
     runner = BotRunner(settings, poll_timeout=1, with_scheduler=False, engine=engine)
     task = asyncio.create_task(runner.run())
     await _wait_ready(runner.ready, task)
+    spy = None
+    if os.environ.get("GRIDBOT_BENCH_PYSPY"):
+        # a sampling profile of the ready bot (py-spy, not installed by the project):
+        # GRIDBOT_BENCH_PYSPY=/tmp/spy, GRIDBOT_BENCH_PYSPY_S=8 (seconds from the first update)
+        import subprocess
+
+        spy = subprocess.Popen(["py-spy", "record", "--nonblocking", "-r", "250", "-f", "raw",
+                                "-d", os.environ.get("GRIDBOT_BENCH_PYSPY_S", "8"), "-p", str(os.getpid()),
+                                "-o", f"{os.environ['GRIDBOT_BENCH_PYSPY']}-{cfg['framework']}-{os.getpid()}.txt"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await asyncio.sleep(1.0)  # attached
     ready.set()
     await _wait_stop(stop, task)
+    if spy is not None:
+        spy.wait(60)
     runner.stop()
     await asyncio.wait_for(task, 60)
     out.put(dict(handled=handled, writes=counter.counts, txns=counter.all, processed=len(handled)))
