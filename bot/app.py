@@ -103,7 +103,8 @@ _MATCHERS: dict = {}  # built matchers by knowledge base (path and file stamps):
 def _take_sql() -> SimpleNamespace:
     """The statements of the update path (Core._take_many), built once with bound parameters:
     building one and computing its cache key took about as long as running it (0.5–1 ms each)."""
-    from sqlalchemy import bindparam, or_
+    from sqlalchemy import String, bindparam, literal_column, or_
+    from sqlalchemy.dialects.postgresql import ARRAY
     from sqlalchemy.dialects.postgresql import insert as pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -122,17 +123,28 @@ def _take_sql() -> SimpleNamespace:
                                                              OutboxMessage.status.in_(_QUEUED))]
     held = select(literal(2), cast(func.substr(Lease.name, 6), BigInteger)).where(
         Lease.name.in_(names), Lease.holder != bindparam("holder"), Lease.expires_at > bindparam("now"))
-    # a chat's lease taken or renewed (PostgreSQL), returning its name if it was ours to take
-    take = pg_insert(Lease).values(name=bindparam("name"), holder=bindparam("holder"), expires_at=bindparam("until"))
+    # PostgreSQL: a chat's lease row locked for this transaction and left free (no holder, lapsed
+    # since `free`) for when it commits, returning its name if it was ours to take (free, lapsed
+    # or ours). Another replica's claim waits for the row lock, then finds it free: no DELETE
+    # to give it back
+    take = pg_insert(Lease).values(name=bindparam("name"), holder=literal_column("''"), expires_at=bindparam("free"))
     take = take.on_conflict_do_update(
         index_elements=[Lease.name], set_=dict(holder=take.excluded.holder, expires_at=take.excluded.expires_at),
         where=or_(Lease.expires_at <= bindparam("now"), Lease.holder == bindparam("holder"))).returning(Lease.name)
+    # the leases of many chats, from an array: one statement whatever their number (a VALUES list
+    # of n rows would be a statement of its own, built and compiled for each n)
+    leases = Lease.__table__  # a Core statement: the ORM's INSERT cannot take ON CONFLICT with a SELECT
+    many = pg_insert(leases).from_select(["name", "holder", "expires_at"], select(
+        func.unnest(bindparam("names_array", type_=ARRAY(String))), literal("", String),
+        bindparam("free", type_=Lease.expires_at.type)))
+    many = many.on_conflict_do_update(
+        index_elements=[leases.c.name], set_=dict(holder=many.excluded.holder, expires_at=many.excluded.expires_at),
+        where=or_(leases.c.expires_at <= bindparam("now"), leases.c.holder == bindparam("holder"))
+    ).returning(leases.c.name)
     return SimpleNamespace(
-        look=union_all(*looks), look_sqlite=union_all(*looks, held), take_lease=take,
+        look=union_all(*looks), look_sqlite=union_all(*looks, held), take_lease=take, take_leases=many,
         store=pg_insert(InboxUpdate).on_conflict_do_nothing(),
         store_sqlite=sqlite_insert(InboxUpdate).on_conflict_do_nothing(),
-        give_back=delete(Lease).where(Lease.name.in_(names), Lease.holder == bindparam("holder"))
-        .execution_options(synchronize_session=False),
         people=select(Person).where(Person.id.in_(bindparam("ids", expanding=True))),
         states=select(Conversation).where(Conversation.chat_id.in_(chats),
                                           Conversation.user_id.in_(bindparam("users", expanding=True))))
@@ -364,7 +376,7 @@ class Core:
 
         The updates of chats this process is not busy with are stored and handled in a few
         transactions of up to TAKE_CHUNK updates each, in update_id order: their chats' leases
-        looked at (SQLite: the transaction holds the one writer) or taken and given back in
+        looked at (SQLite: the transaction holds the one writer) or taken and left free in
         the transaction (PostgreSQL), so no replica handles those chats meanwhile, and a chat
         is only handled here if no earlier update of it is waiting in the inbox. The FAQ
         matches of a chunk's questions are computed before its transaction begins. The
@@ -434,8 +446,9 @@ class Core:
                 # store an update meanwhile)
                 sqlite = self.engine.dialect.name == "sqlite"
                 if not sqlite:
-                    # the lease rows, taken and given back in this transaction (before the look), are
-                    # locked until it commits: another replica's claim of these chats waits for it
+                    # the lease rows, taken in this transaction (before the look) and left free for
+                    # when it commits, are locked until then: another replica's claim of these chats
+                    # waits for it
                     leased = await self._take_leases(s, names, now)
                 found = (await s.execute(sql.look_sqlite if sqlite else sql.look, dict(
                     chats=chats, uids=uids, names=names, holder=self.holder, now=now))).all()
@@ -495,8 +508,6 @@ class Core:
                 handed, all_handed = await self._claim_replies(s, now, set(chats), queued) if mine else ([], True)
                 # the dispatcher looks for due rows only if this queued some it was not handed
                 kick = not all_handed or bool(s.info.get(_BULK_OUTBOX))
-                if leased:
-                    await s.execute(sql.give_back, dict(names=leased, holder=self.holder))
                 del people
         except Exception as e:
             log.debug("updates %s go the usual way: %s: %s", uids, type(e).__name__, e)
@@ -517,19 +528,14 @@ class Core:
     async def _take_leases(self, s, names: list[str], now: datetime) -> list[str]:
         """Take (or renew) the chats' leases in the caller's transaction, in name order (two
         replicas lock them in the same order): the names taken."""
-        if len(names) == 1:  # an update that came alone: the statement built once
-            return list((await s.execute(_take_sql().take_lease, dict(
-                name=names[0], holder=self.holder, until=now + CHAT_LEASE, now=now))).scalars())
-        from sqlalchemy import or_
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        from bot.core_models import Lease
-
-        ins = pg_insert(Lease).values([dict(name=n, holder=self.holder, expires_at=now + CHAT_LEASE) for n in names])
-        ins = ins.on_conflict_do_update(
-            index_elements=[Lease.name], set_=dict(holder=ins.excluded.holder, expires_at=ins.excluded.expires_at),
-            where=or_(Lease.expires_at <= now, Lease.holder == self.holder)).returning(Lease.name)
-        return list((await s.execute(ins)).scalars())
+        sql = _take_sql()
+        # left lapsed since a lease's length ago: free for a replica whose clock is a little behind
+        free = now - CHAT_LEASE
+        if len(names) == 1:  # an update that came alone
+            return list((await s.execute(sql.take_lease, dict(
+                name=names[0], holder=self.holder, free=free, now=now))).scalars())
+        return list((await s.execute(sql.take_leases, dict(
+            names_array=names, holder=self.holder, free=free, now=now))).scalars())
 
     async def _prematch(self, chunk: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
         """The FAQ matches of the chunk's private questions, computed in one go off the event
