@@ -86,3 +86,36 @@ async def test_a_chat_waiting_for_its_own_limit_does_not_hold_a_sending_slot(cor
     assert sorted(order) == ["a1", "a2", "a3", "b1"]
     assert [t for t in order if t.startswith("a")] == ["a1", "a2", "a3"]  # one chat, in order
     assert order.index("b1") < order.index("a2"), order
+
+
+async def test_aiogram_answers_are_read_without_building_a_model_each_time(monkeypatch):
+    """aiogram reads each Bot API answer into Response[T], a generic pydantic model that pydantic
+    caches only weakly: once the collector has run it is built again, 10 ms on the event loop
+    for a Message. The transport keeps the ones it needs from its start."""
+    import gc
+
+    import pydantic.main
+    from pydantic._internal import _generics
+
+    from bot.transport.aiogram import AiogramTransport
+    from tests.fakebotapi import FakeBotAPI
+
+    api = await FakeBotAPI(token="123:ABC").start()
+    transport = AiogramTransport("123:ABC", api.base_url)
+    builds: list[object] = []
+    build = _generics.create_generic_submodel
+
+    def counted(*a, **kw):
+        builds.append(a[0])
+        return build(*a, **kw)
+
+    monkeypatch.setattr(pydantic.main._generics, "create_generic_submodel", counted)
+    try:
+        api.add_chat(5)
+        for i in range(5):
+            await transport.send_text(5, f"第{i}条", None, False)
+            gc.collect()
+    finally:
+        await transport.close()
+        await api.stop()
+    assert builds == []
