@@ -129,7 +129,8 @@ async def _run_gridbot(cfg: dict, stop, ready, out) -> None:
 
     async def process(self, update):
         await orig(self, update)
-        handled.append(time.monotonic())
+        if update.get("update_id"):  # not the start's rehearsal (Core._rehearse)
+            handled.append(time.monotonic())
 
     Core.process = process
     counter = TxnCounter(engine)
@@ -408,7 +409,10 @@ async def latency(bot: str, framework: str, db: str, rate: float, per_s: float, 
             first.setdefault(int(c.params["chat_id"]), c.time)
         lat = [first[u] - pushed[u] for u in pushed]
         head = [first[u] - pushed[u] for u in list(pushed)[: int(per_s)]]  # the first second
+        # the five slowest: (their place in the sequence, ms), to tell a cold start from a stall
+        slowest = sorted(((round(x * 1000, 1), k) for k, x in enumerate(lat)), reverse=True)[:5]
         return dict(p50=_pct(lat, 50) * 1000, p99=_pct(lat, 99) * 1000, first_second_max=max(head) * 1000,
+                    slowest=[(k, ms) for ms, k in slowest],
                     processed=res["processed"], writes=res["writes"], txns=res["txns"])
 
 
@@ -455,7 +459,7 @@ async def main(a) -> list[dict]:
                     if "latency" in only:
                         res["latency"] = await latency(bot, fw, url, a.rate, a.per_s, a.seconds)
                     (echo if bot != "gridbot" else grid).setdefault("runs", []).append(res)
-                    print(f"  [{dbname} {fw} run {run + 1}] {bot}: {json.dumps(res, default=float)[:600]}", flush=True)
+                    print(f"  [{dbname} {fw} run {run + 1}] {bot}: {json.dumps(res, default=float)[:800]}", flush=True)
             rows.append(dict(db=dbname, framework=fw, echo=echo["runs"], gridbot=grid["runs"]))
             report(rows[-1], a)
     return rows

@@ -66,19 +66,19 @@ async def give_id(session: AsyncSession, obj: Any) -> int:
     return obj.id
 
 
-_SERIAL: dict[type, str | None] = {}  # mapped class -> the attribute of its integer id (None: has none)
+_SERIAL: dict[type, tuple[str, str] | None] = {}  # mapped class -> (its integer id's attribute, table), or None
 
 
-def _serial_key(cls: type) -> str | None:
+def _serial(cls: type) -> tuple[str, str] | None:
     if cls not in _SERIAL:
         mapper = inspect(cls)
-        key = None
+        found = None
         if len(mapper.primary_key) == 1:
             col = mapper.primary_key[0]
             if isinstance(col.type, Integer) and col.autoincrement in (True, "auto") and col.default is None \
                     and col.server_default is None and not col.foreign_keys:
-                key = mapper.get_property_by_column(col).key
-        _SERIAL[cls] = key
+                found = (mapper.get_property_by_column(col).key, col.table.name)
+        _SERIAL[cls] = found
     return _SERIAL[cls]
 
 
@@ -92,13 +92,15 @@ def _ids_before_flush(session: Session, flush_context, instances) -> None:
         return
     waiting: dict[str, list] = {}
     for obj in session.new:
-        key = _serial_key(type(obj))
-        if key is not None and getattr(obj, key) is None:
-            waiting.setdefault(obj.__tablename__, []).append((obj, key))
+        serial = _serial(type(obj))
+        if serial is not None and getattr(obj, serial[0]) is None:
+            waiting.setdefault(serial[1], []).append((obj, serial[0]))
     waiting = {t: objs for t, objs in waiting.items() if len(objs) > 1}
     if not waiting or session.get_bind().dialect.name != "sqlite":
         return
     for table, objs in waiting.items():
+        # in the order they were added: the outbox sends a chat's messages in the order of their ids
+        objs.sort(key=lambda o: inspect(o[0]).insert_order)
         pool = session.info.setdefault(RESERVED_IDS, {}).setdefault(table, [])  # the smallest last
         if (more := len(objs) - len(pool)) > 0:
             pool[:0] = reversed(_sqlite_ids(session, table, more))

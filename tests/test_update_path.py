@@ -182,3 +182,38 @@ async def test_a_handler_that_crashes_is_recorded_and_the_next_update_handled(bo
     assert [r.error is not None for r in rows] == [True, False]
     assert "handler bug" in rows[0].error and rows[0].handled_at is not None
     assert calls.count("崩溃") == 2  # once in the combined transaction, once the long way
+
+
+async def test_the_start_rehearses_a_question_and_keeps_nothing_of_it(framework, db_url, settings_for, monkeypatch):
+    """Before it is ready the bot handles one made-up question through its framework and the
+    update path's transaction, then rolls it back (its statements are compiled and prepared
+    there, not in a resident's first update): no row, no message of it remains, and the first
+    real question is answered as usual."""
+    from sqlalchemy import func
+
+    from bot.app import REHEARSAL_USER
+    from bot.core_models import UnansweredQuestion
+    from bot.outbox.models import OutboxMessage
+    from bot.people.models import Person
+
+    real = handlers.dispatch
+    seen: list[int] = []
+
+    async def dispatch(ctx):
+        seen.append(ctx.ev.chat.id)
+        return await real(ctx)
+
+    monkeypatch.setattr(handlers, "dispatch", dispatch)
+    async with BotHarness(framework, db_url, settings_for) as bot:
+        assert seen == [REHEARSAL_USER]
+        async with bot.core.sessionmaker() as s:
+            assert await s.get(Person, REHEARSAL_USER) is None
+            for model in (InboxUpdate, UnansweredQuestion, OutboxMessage):
+                assert (await s.execute(select(func.count()).select_from(model))).scalar_one() == 0, model
+        wang = U.TgUser(9101, "王芳")
+        bot.api.add_chat(wang.id)
+        replies = await bot.say(wang, "路灯不亮了找谁？")
+        assert replies and seen == [REHEARSAL_USER, wang.id]
+        await bot.settle()
+        assert bot.api.sent(REHEARSAL_USER) == []
+        assert bot.core.processed == 1
